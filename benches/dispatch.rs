@@ -1,0 +1,462 @@
+//! Cost per publish, side by side in one run: the physical limit (direct calls), a hand-written
+//! `TypeId` map bus, eventbus, and peers. `cargo bench -p eventbus-benches --bench dispatch`;
+//! `docs/performance.md` has the figures and how to read them.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use eventbus_core::middleware::{self, Envelope, Next};
+use eventbus_core::{Event, EventBus};
+use std::any::{Any, TypeId};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+#[derive(Event, Clone)]
+struct Flat(u64);
+
+#[derive(Event, Clone)]
+struct L1(u64);
+#[derive(Event, Clone)]
+#[event(extends = L1)]
+struct L2(#[event(base)] L1);
+#[derive(Event, Clone)]
+#[event(extends = L2)]
+struct L3(#[event(base)] L2);
+#[derive(Event, Clone)]
+#[event(extends = L3)]
+struct L4(#[event(base)] L3);
+
+fn l3(n: u64) -> L3 {
+    L3(L2(L1(n)))
+}
+fn l4(n: u64) -> L4 {
+    L4(l3(n))
+}
+
+/// The same event for tokio-events, whose `Event` trait asks for serde.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, tokio_events::Event)]
+struct TeFlat(u64);
+
+static HITS: AtomicU64 = AtomicU64::new(0);
+
+/// The work every handler does, in every contender.
+#[inline(never)]
+fn work(n: u64) {
+    HITS.fetch_add(black_box(n) & 1, Ordering::Relaxed);
+}
+
+/// Polls once: a publish to sync handlers completes in its first poll, so no executor cost
+/// is measured for any contender that is polled this way.
+fn poll_once<F: Future>(future: F) -> F::Output {
+    match pin!(future)
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("expected to complete in one poll"),
+    }
+}
+
+/// A type-erased handler of the hand-written bus.
+type AnyHandler = Box<dyn Fn(&dyn Any)>;
+
+/// What a team writes when it decides a framework is too slow.
+#[derive(Default)]
+struct TypeIdBus {
+    handlers: HashMap<TypeId, Vec<AnyHandler>>,
+}
+
+impl TypeIdBus {
+    fn subscribe<E: 'static>(&mut self, f: impl Fn(&E) + 'static) {
+        self.handlers
+            .entry(TypeId::of::<E>())
+            .or_default()
+            .push(Box::new(move |e| f(e.downcast_ref::<E>().unwrap())));
+    }
+    fn publish<E: 'static>(&self, event: &E) {
+        if let Some(handlers) = self.handlers.get(&TypeId::of::<E>()) {
+            for h in handlers {
+                h(event);
+            }
+        }
+    }
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(40)
+}
+
+fn sync_publish(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let mut group = c.benchmark_group("sync_publish");
+    for n in [1usize, 3, 10, 100] {
+        group.throughput(Throughput::Elements(1));
+        let direct: Vec<fn(&Flat)> = vec![|e: &Flat| work(e.0); n];
+        group.bench_with_input(BenchmarkId::new("direct_calls", n), &n, |b, _| {
+            b.iter(|| {
+                let e = Flat(black_box(7));
+                for h in &direct {
+                    h(&e);
+                }
+            })
+        });
+        let mut map = TypeIdBus::default();
+        for _ in 0..n {
+            map.subscribe(|e: &Flat| work(e.0));
+        }
+        group.bench_with_input(BenchmarkId::new("typeid_map", n), &n, |b, _| {
+            b.iter(|| map.publish(&Flat(black_box(7))))
+        });
+        let bus = EventBus::new();
+        for _ in 0..n {
+            bus.subscribe(|e: &Flat| work(e.0)).forever();
+        }
+        group.bench_with_input(BenchmarkId::new("eventbus", n), &n, |b, _| {
+            b.iter(|| poll_once(bus.publish(Flat(black_box(7)))))
+        });
+        let jaeb = rt.block_on(jaeb::EventBus::builder().build()).unwrap();
+        for _ in 0..n {
+            let sub = rt.block_on(jaeb.subscribe(
+                |e: &Flat, _: &jaeb::EventBus| -> jaeb::HandlerResult {
+                    work(e.0);
+                    Ok(())
+                },
+            ));
+            std::mem::forget(sub.unwrap());
+        }
+        group.bench_with_input(BenchmarkId::new("jaeb", n), &n, |b, _| {
+            b.iter(|| poll_once(jaeb.publish(Flat(black_box(7)))).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn hierarchy(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hierarchy");
+    group.throughput(Throughput::Elements(1));
+    let mut map = TypeIdBus::default();
+    for _ in 0..3 {
+        map.subscribe(|e: &Flat| work(e.0));
+    }
+    group.bench_function("typeid_map_flat_3", |b| {
+        b.iter(|| map.publish(&Flat(black_box(7))))
+    });
+    for handlers in [3usize, 4] {
+        let flat = EventBus::new();
+        for _ in 0..handlers {
+            flat.subscribe(|e: &Flat| work(e.0)).forever();
+        }
+        group.bench_function(format!("eventbus_flat_{handlers}"), |b| {
+            b.iter(|| poll_once(flat.publish(Flat(black_box(7)))))
+        });
+    }
+    // One handler per level: every publish walks the whole lineage.
+    let three = EventBus::new();
+    three.subscribe(|e: &L1| work(e.0)).forever();
+    three.subscribe(|e: &L2| work(e.0 .0)).forever();
+    three.subscribe(|e: &L3| work(e.0 .0 .0)).forever();
+    group.bench_function("eventbus_3_levels_3", |b| {
+        b.iter(|| poll_once(three.publish(l3(black_box(7)))))
+    });
+    let four = EventBus::new();
+    four.subscribe(|e: &L1| work(e.0)).forever();
+    four.subscribe(|e: &L2| work(e.0 .0)).forever();
+    four.subscribe(|e: &L3| work(e.0 .0 .0)).forever();
+    four.subscribe(|e: &L4| work(e.0 .0 .0 .0)).forever();
+    group.bench_function("eventbus_4_levels_4", |b| {
+        b.iter(|| poll_once(four.publish(l4(black_box(7)))))
+    });
+    group.finish();
+}
+
+fn with_middleware(c: &mut Criterion) {
+    let mut group = c.benchmark_group("middleware");
+    group.throughput(Throughput::Elements(1));
+    for layers in [0usize, 3] {
+        let mut builder = EventBus::builder();
+        for i in 0..layers {
+            builder = builder.middleware(middleware::from_fn(
+                format!("pass{i}"),
+                |env: Envelope, next: Next| next.run(env),
+            ));
+        }
+        let bus = builder.build().unwrap();
+        for _ in 0..3 {
+            bus.subscribe(|e: &Flat| work(e.0)).forever();
+        }
+        group.bench_function(format!("eventbus_{layers}_middleware_3_handlers"), |b| {
+            b.iter(|| poll_once(bus.publish(Flat(black_box(7)))))
+        });
+    }
+    group.finish();
+}
+
+/// Sends one event, then yields until `handled` has counted `n` more handler runs: how the
+/// peers that only spawn or send are timed to completion.
+async fn until_handled(handled: &AtomicU64, n: usize, send: impl Future<Output = ()>) {
+    let target = handled.load(Ordering::Acquire) + n as u64;
+    send.await;
+    while handled.load(Ordering::Acquire) < target {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Async handlers: every contender does the same work per handler and the measurement ends
+/// when every handler has run (peers that only spawn are awaited to completion).
+fn async_publish(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("async_publish");
+    for n in [1usize, 3, 10] {
+        group.throughput(Throughput::Elements(1));
+        let bus = EventBus::new();
+        for _ in 0..n {
+            bus.subscribe_async(|e: &Flat| {
+                let v = e.0;
+                async move { work(v) }
+            })
+            .forever();
+        }
+        group.bench_with_input(BenchmarkId::new("eventbus", n), &n, |b, _| {
+            b.to_async(&rt).iter(|| bus.publish(Flat(black_box(7))))
+        });
+
+        let done = Arc::new(AtomicU64::new(0));
+        let jaeb = rt.block_on(jaeb::EventBus::builder().build()).unwrap();
+        for _ in 0..n {
+            let d = done.clone();
+            let sub = rt.block_on(jaeb.subscribe(move |e: Flat, _: jaeb::EventBus| {
+                let d = d.clone();
+                async move {
+                    work(e.0);
+                    d.fetch_add(1, Ordering::Release);
+                    Ok(())
+                }
+            }));
+            std::mem::forget(sub.unwrap());
+        }
+        group.bench_with_input(BenchmarkId::new("jaeb", n), &n, |b, &n| {
+            b.to_async(&rt).iter(|| {
+                let (jaeb, done) = (&jaeb, &done);
+                until_handled(done, n, async move {
+                    jaeb.publish(Flat(black_box(7))).await.unwrap();
+                })
+            })
+        });
+
+        let te_done = Arc::new(AtomicU64::new(0));
+        let te = rt
+            .block_on(tokio_events::EventBusBuilder::new().build())
+            .unwrap();
+        for _ in 0..n {
+            let d = te_done.clone();
+            let handle = rt.block_on(te.subscribe(move |e: TeFlat| {
+                let d = d.clone();
+                async move {
+                    work(e.0);
+                    d.fetch_add(1, Ordering::Release);
+                }
+            }));
+            std::mem::forget(handle.unwrap());
+        }
+        group.bench_with_input(BenchmarkId::new("tokio_events", n), &n, |b, &n| {
+            b.to_async(&rt).iter(|| {
+                let (te, done) = (&te, &te_done);
+                until_handled(done, n, async move {
+                    te.publish(TeFlat(black_box(7))).await.unwrap();
+                })
+            })
+        });
+
+        let evno_done = Arc::new(AtomicU64::new(0));
+        let evno_bus = rt.block_on(async {
+            let bus = evno::Bus::new(1024);
+            for _ in 0..n {
+                let d = evno_done.clone();
+                bus.on(evno::from_fn(move |e: evno::Guard<Flat>| {
+                    let d = d.clone();
+                    async move {
+                        work(e.0);
+                        d.fetch_add(1, Ordering::Release);
+                    }
+                }));
+            }
+            bus
+        });
+        group.bench_with_input(BenchmarkId::new("evno", n), &n, |b, &n| {
+            b.to_async(&rt).iter(|| {
+                let (bus, done) = (&evno_bus, &evno_done);
+                until_handled(done, n, async move {
+                    evno::Emit::emit(bus, Flat(black_box(7))).await;
+                })
+            })
+        });
+
+        let (tx, _) = tokio::sync::broadcast::channel::<Flat>(1024);
+        let received = Arc::new(AtomicU64::new(0));
+        for _ in 0..n {
+            let mut rx = tx.subscribe();
+            let r = received.clone();
+            rt.spawn(async move {
+                while let Ok(e) = rx.recv().await {
+                    work(e.0);
+                    r.fetch_add(1, Ordering::Release);
+                }
+            });
+        }
+        group.bench_with_input(BenchmarkId::new("tokio_broadcast", n), &n, |b, &n| {
+            b.to_async(&rt).iter(|| {
+                let (tx, received) = (&tx, &received);
+                until_handled(received, n, async move {
+                    tx.send(Flat(black_box(7))).ok();
+                })
+            })
+        });
+
+        let (atx, arx) = async_broadcast::broadcast::<Flat>(1024);
+        let areceived = Arc::new(AtomicU64::new(0));
+        for _ in 0..n {
+            let mut rx = arx.clone();
+            let r = areceived.clone();
+            rt.spawn(async move {
+                while let Ok(e) = rx.recv().await {
+                    work(e.0);
+                    r.fetch_add(1, Ordering::Release);
+                }
+            });
+        }
+        drop(arx);
+        group.bench_with_input(BenchmarkId::new("async_broadcast", n), &n, |b, &n| {
+            b.to_async(&rt).iter(|| {
+                let (atx, received) = (&atx, &areceived);
+                until_handled(received, n, async move {
+                    atx.broadcast(Flat(black_box(7))).await.ok();
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+fn emit_then_shutdown(c: &mut Criterion) {
+    const EVENTS: u64 = 10_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("emit");
+    group.throughput(Throughput::Elements(EVENTS));
+    group.bench_function("eventbus_10k_emits_and_shutdown_3_handlers", |b| {
+        b.to_async(&rt).iter_batched(
+            || {
+                let bus = EventBus::builder()
+                    .max_in_flight(EVENTS as usize)
+                    .build()
+                    .unwrap();
+                for _ in 0..3 {
+                    bus.subscribe(|e: &Flat| work(e.0)).forever();
+                }
+                bus
+            },
+            |bus| async move {
+                for i in 0..EVENTS {
+                    bus.emit(Flat(i)).unwrap();
+                }
+                bus.shutdown().await;
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+thread_local! {
+    static LOCAL_HITS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The handlers' work when several threads publish: per thread, so that the figures measure
+/// the bus rather than two cores fighting over one counter's cache line.
+#[inline(never)]
+fn work_local(n: u64) {
+    LOCAL_HITS.with(|hits| hits.set(hits.get() + (black_box(n) & 1)));
+}
+
+/// Events per second with 1 and 2 publishing tasks on a 2-thread runtime; the direct-call
+/// baseline shows how far the machine itself scales.
+fn concurrent_publishers(c: &mut Criterion) {
+    const PER_TASK: u64 = 20_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let bus = EventBus::new();
+    for _ in 0..3 {
+        bus.subscribe(|e: &Flat| work_local(e.0)).forever();
+    }
+    let handler: fn(&Flat) = |e| work_local(e.0);
+    let direct: Arc<[fn(&Flat)]> = Arc::new([handler; 3]);
+    let mut group = c.benchmark_group("concurrent");
+    for tasks in [1u64, 2] {
+        group.throughput(Throughput::Elements(PER_TASK * tasks));
+        group.bench_function(format!("direct_calls_{tasks}_tasks_3_handlers"), |b| {
+            b.to_async(&rt).iter(|| {
+                let direct = direct.clone();
+                in_tasks(tasks, move |i| {
+                    let e = Flat(black_box(i));
+                    for h in direct.iter() {
+                        h(&e);
+                    }
+                })
+            })
+        });
+        group.bench_function(format!("eventbus_{tasks}_tasks_3_handlers"), |b| {
+            b.to_async(&rt).iter(|| {
+                let bus = bus.clone();
+                in_tasks(tasks, move |i| {
+                    let _ = poll_once(bus.publish(Flat(i)));
+                })
+            })
+        });
+    }
+    group.finish();
+
+    /// Runs `PER_TASK` calls of `publish` in each of `tasks` spawned tasks.
+    async fn in_tasks(tasks: u64, publish: impl Fn(u64) + Clone + Send + 'static) {
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let publish = publish.clone();
+                tokio::spawn(async move {
+                    for i in 0..PER_TASK {
+                        publish(i);
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = sync_publish, hierarchy, with_middleware, async_publish, emit_then_shutdown, concurrent_publishers
+}
+criterion_main!(benches);

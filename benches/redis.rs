@@ -1,0 +1,303 @@
+//! Events per second and end-to-end latency through the Redis bridge, next to what
+//! `redis-benchmark` gets from the same server with the same payload size, run right before.
+//!
+//! `cargo bench -p eventbus-benches --bench redis` (needs `redis-server` and `redis-benchmark`;
+//! `EVENTBUS_BENCH_REDIS` picks the server, default 127.0.0.1:6379). Two bridges in one process,
+//! services `bench-a` and `bench-b`: A publishes, B's handler counts. Throughput keeps at most
+//! `WINDOW` events unreceived, so the broadcast path (which drops when its queue is full, as
+//! Pub/Sub may) is measured without losses.
+
+use eventbus_core::redis::RedisBridge;
+use eventbus_core::{Event, EventBus};
+use serde::{Deserialize, Serialize};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Events per throughput run.
+const EVENTS: u64 = 100_000;
+/// Most events published and not yet received during a throughput run.
+const WINDOW: u64 = 16_384;
+/// Round trips per latency run.
+const ROUND_TRIPS: usize = 2_000;
+/// Runs of each measurement; the medians are reported.
+const TRIALS: usize = 3;
+
+#[derive(Event, Clone, Serialize, Deserialize)]
+#[event(name = "bench.order_placed", distributed)]
+struct OrderPlaced {
+    order_id: u64,
+    customer: String,
+    amount_cents: u64,
+}
+
+fn order(order_id: u64) -> OrderPlaced {
+    OrderPlaced {
+        order_id,
+        customer: "customer-0042".into(),
+        amount_cents: 12_999,
+    }
+}
+
+/// Counts what B's handler received and wakes the bench when a target is reached.
+#[derive(Default)]
+struct Received {
+    count: AtomicU64,
+    target: AtomicU64,
+    reached: Notify,
+}
+
+impl Received {
+    async fn wait_for(&self, target: u64) {
+        loop {
+            let notified = self.reached.notified();
+            self.target.store(target, Ordering::SeqCst);
+            if self.count.load(Ordering::SeqCst) >= target {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    Broadcast,
+    Durable,
+}
+
+struct Pair {
+    sender: EventBus,
+    bridges: [RedisBridge; 2],
+    received: Arc<Received>,
+    _handler: eventbus_core::Subscription,
+}
+
+async fn pair(url: &str, path: Path, name: &str) -> Pair {
+    let route = |builder: eventbus_core::redis::RedisBridgeBuilder| match path {
+        Path::Broadcast => builder.broadcast::<OrderPlaced>(name),
+        Path::Durable => builder.durable::<OrderPlaced>(name),
+    };
+    let a = route(RedisBridge::builder(url, "bench-a")).build().unwrap();
+    let b = route(RedisBridge::builder(url, "bench-b")).build().unwrap();
+    let sender = EventBus::builder()
+        .middleware(a.outbound())
+        .build()
+        .unwrap();
+    let receiver = EventBus::new();
+    let received = Arc::new(Received::default());
+    let counter = received.clone();
+    let handler = receiver.subscribe(move |_: &OrderPlaced| {
+        let count = counter.count.fetch_add(1, Ordering::SeqCst) + 1;
+        if count >= counter.target.load(Ordering::SeqCst) {
+            counter.reached.notify_one();
+        }
+    });
+    a.start(&sender).await.unwrap();
+    b.start(&receiver).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await; // let B's subscription settle
+    Pair {
+        sender,
+        bridges: [a, b],
+        received,
+        _handler: handler,
+    }
+}
+
+/// Events per second from A's publish to B's handler.
+async fn throughput(pair: &Pair) -> f64 {
+    let start = Instant::now();
+    for n in 0..EVENTS {
+        let done = pair.received.count.load(Ordering::SeqCst);
+        if n - done >= WINDOW {
+            pair.received.wait_for(n - WINDOW / 2).await;
+        }
+        let report = pair.sender.publish(order(n)).await;
+        assert!(report.is_ok(), "{:?}", report.failures());
+    }
+    pair.received.wait_for(EVENTS).await;
+    EVENTS as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Publish-to-handler latencies, one event at a time, sorted.
+async fn latencies(pair: &Pair) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(ROUND_TRIPS);
+    for n in 0..ROUND_TRIPS as u64 {
+        let target = pair.received.count.load(Ordering::SeqCst) + 1;
+        let start = Instant::now();
+        let _ = pair.sender.publish(order(n)).await;
+        pair.received.wait_for(target).await;
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    samples
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The `ce` field of the first entry of a stream: the exact envelope the bridge writes.
+async fn envelope_size(url: &str, stream: &str) -> usize {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let entry = &entries.ids[0];
+    let value: String = entry.get("ce").unwrap();
+    value.len()
+}
+
+/// `PUBLISH` of the payload with one subscriber attached, so that it fans out to one
+/// receiver as ours does.
+fn publish_limit(host: &str, port: &str, channel: &str, payload: &str) -> f64 {
+    let mut subscriber = Command::new("redis-cli")
+        .args(["-h", host, "-p", port, "SUBSCRIBE", channel])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-cli runs");
+    std::thread::sleep(Duration::from_millis(200));
+    let rate = redis_benchmark(host, port, &["PUBLISH", channel, payload]);
+    let _ = subscriber.kill();
+    let _ = subscriber.wait();
+    rate
+}
+
+fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
+    values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    values[values.len() / 2]
+}
+
+/// Requests per second of one `redis-benchmark -P 16` run of `command`.
+fn redis_benchmark(host: &str, port: &str, command: &[&str]) -> f64 {
+    let output = Command::new("redis-benchmark")
+        .args(["-h", host, "-p", port, "-P", "16", "-n"])
+        .arg(EVENTS.to_string())
+        .arg("--csv")
+        .args(command)
+        .output()
+        .expect("redis-benchmark runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let row = text.lines().last().unwrap_or_default();
+    row.split(',')
+        .nth(1)
+        .and_then(|field| field.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("unexpected redis-benchmark output: {text}"))
+}
+
+fn main() {
+    let address =
+        std::env::var("EVENTBUS_BENCH_REDIS").unwrap_or_else(|_| "127.0.0.1:6379".to_owned());
+    let (host, port) = address.split_once(':').expect("host:port");
+    let url = format!("redis://{address}/");
+    if redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+        .is_err()
+    {
+        eprintln!("no Redis server at {address}: skipping the distributed benchmark");
+        return;
+    }
+    let run = format!("bench:{}", std::process::id());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // The payload size of one envelope, read back from a stream the bridge wrote.
+    let probe_stream = format!("{run}:probe");
+    let size = rt.block_on(async {
+        let probe = pair(&url, Path::Durable, &probe_stream).await;
+        let _ = probe.sender.publish(order(1)).await;
+        probe.received.wait_for(1).await;
+        for bridge in &probe.bridges {
+            bridge.shutdown().await;
+        }
+        envelope_size(&url, &probe_stream).await
+    });
+    let payload = "x".repeat(size);
+    println!("envelope: {size} bytes of CloudEvents JSON; {EVENTS} events per run");
+
+    let mut rows = Vec::new();
+    for (path, label, limit_label) in [
+        (Path::Broadcast, "broadcast", "PUBLISH"),
+        (Path::Durable, "durable", "XADD"),
+    ] {
+        let (mut rates, mut limits, mut samples) = (Vec::new(), Vec::new(), Vec::new());
+        for trial in 0..TRIALS {
+            // The limit, measured right before: the server with the same payload and
+            // pipelining.
+            let target = format!("{run}:limit-{label}-{trial}");
+            limits.push(match path {
+                Path::Broadcast => publish_limit(host, port, &target, &payload),
+                Path::Durable => redis_benchmark(
+                    host,
+                    port,
+                    &[
+                        "XADD", &target, "MAXLEN", "~", "100000", "*", "ce", &payload,
+                    ],
+                ),
+            });
+            let name = format!("{run}:{label}-{trial}");
+            let (rate, latencies) = rt.block_on(async {
+                let pair = pair(&url, path, &name).await;
+                let rate = throughput(&pair).await;
+                let latencies = latencies(&pair).await;
+                for bridge in &pair.bridges {
+                    bridge.shutdown().await;
+                }
+                (rate, latencies)
+            });
+            rates.push(rate);
+            samples.push(latencies);
+        }
+        rows.push((label, median(rates), median(limits), limit_label, samples));
+    }
+
+    println!("medians of {TRIALS} trials, each ours right after its redis-benchmark run");
+    println!(
+        "{:<10} {:>12} {:>22} {:>7} {:>10} {:>10}",
+        "path", "events/s", "redis-benchmark -P 16", "ratio", "p50", "p99"
+    );
+    for (label, rate, limit, limit_label, samples) in &rows {
+        let p50 = median(samples.iter().map(|s| percentile(s, 0.5)).collect());
+        let p99 = median(samples.iter().map(|s| percentile(s, 0.99)).collect());
+        println!(
+            "{:<10} {:>12.0} {:>14.0} {:<7} {:>6.0}% {:>10.1?} {:>10.1?}",
+            label,
+            rate,
+            limit,
+            limit_label,
+            rate / limit * 100.0,
+            p50,
+            p99,
+        );
+    }
+
+    // Leave the server as we found it.
+    rt.block_on(async {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{run}:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    });
+}

@@ -1,0 +1,349 @@
+//! [`EventBusBuilder`]: assembles a bus and validates its registrations.
+
+use crate::bus::Config;
+use crate::dispatch::Router;
+use crate::handler::{Callable, HandlerEntry};
+use crate::middleware::{Layer, Middleware};
+use crate::registry::Selection;
+use crate::state::{SharedState, StateKeys};
+use crate::{Context, DispatchMode, Event, EventBus, EventType, PublishReport};
+use rustc_hash::FxHashMap;
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Builds an [`EventBus`]; see [`EventBus::builder`].
+///
+/// ```
+/// use eventbus_core::{handler, Event, EventBus, State};
+///
+/// #[derive(Event)]
+/// struct Signup { email: String }
+///
+/// struct Mailer;
+///
+/// #[handler(priority = 10)]
+/// async fn welcome(e: &Signup, _mailer: State<Mailer>) {}
+///
+/// // Without the Mailer, build() names the handler and the missing type.
+/// let error = EventBus::builder().with_registered_handlers().build().unwrap_err();
+/// assert!(error.to_string().contains("welcome"));
+/// assert!(error.to_string().contains("Mailer"));
+///
+/// let bus = EventBus::builder()
+///     .with_registered_handlers()
+///     .state(Mailer)
+///     .max_depth(16)
+///     .build()
+///     .unwrap();
+/// assert_eq!(bus.handlers_for::<Signup>().len(), 1);
+/// ```
+#[derive(Default)]
+pub struct EventBusBuilder {
+    selection: Selection,
+    /// Each state with its type name, for errors.
+    states: FxHashMap<TypeId, (&'static str, SharedState)>,
+    duplicate_states: Vec<&'static str>,
+    config: Config,
+}
+
+impl EventBusBuilder {
+    /// Takes every `#[handler]` linked into the binary.
+    pub fn with_registered_handlers(mut self) -> Self {
+        self.selection.add_all();
+        self
+    }
+
+    /// Takes the `#[handler]` fns (and, for validation, the event types) whose module path is
+    /// `module_path` or lies inside it, e.g. `"my_crate::orders"` takes `my_crate::orders` and
+    /// `my_crate::orders::email` but not `my_crate::orders_v2`. Call it again to add more.
+    pub fn with_registered_handlers_from(mut self, module_path: &str) -> Self {
+        self.selection.add_prefix(module_path);
+        self
+    }
+
+    /// Takes one `#[handler]` by its full name (e.g. `"shop::billing::book"`): a bus with just
+    /// that handler tests it in isolation. `build()` fails if no handler has that name.
+    pub fn with_handler(mut self, name: &str) -> Self {
+        self.selection.add_name(name);
+        self
+    }
+
+    /// Gives handlers a shared `T`, taken as a `State<T>` parameter.
+    pub fn state<T: Any + Send + Sync>(self, state: T) -> Self {
+        self.state_arc(Arc::new(state))
+    }
+
+    /// Like [`state`](Self::state), for a value the caller keeps a handle to.
+    pub fn state_arc<T: Any + Send + Sync>(mut self, state: Arc<T>) -> Self {
+        let name = std::any::type_name::<T>();
+        if self
+            .states
+            .insert(TypeId::of::<T>(), (name, state))
+            .is_some()
+        {
+            self.duplicate_states.push(name);
+        }
+        self
+    }
+
+    /// The event-storm guard: a follow-up event published by a handler is one level deeper than
+    /// its cause, and one deeper than `max_depth` is refused. Default 32.
+    pub fn max_depth(mut self, max_depth: u32) -> Self {
+        self.config.max_depth = max_depth;
+        self
+    }
+
+    /// Adds a middleware that runs around every publish; middleware runs in the order added.
+    /// See [`middleware`](crate::middleware).
+    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
+        self.config
+            .layers
+            .push(Layer::new(Arc::new(middleware), None));
+        self
+    }
+
+    /// Adds a middleware that runs only for `E` and the events derived from it.
+    pub fn middleware_for<E: Event>(mut self, middleware: impl Middleware) -> Self {
+        self.config
+            .layers
+            .push(Layer::new(Arc::new(middleware), Some(E::TYPE)));
+        self
+    }
+
+    /// How one publish runs its handlers; default [`DispatchMode::Sequential`].
+    pub fn dispatch_mode(mut self, mode: DispatchMode) -> Self {
+        self.config.mode = mode;
+        self
+    }
+
+    /// Cancels an async handler still running after `timeout` and reports it as timed out,
+    /// unless the handler has its own timeout. Default: none.
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.config.default_timeout = Some(timeout);
+        self
+    }
+
+    /// Caps emitted events in flight (default 10 000): past it, `emit` fails with
+    /// [`EmitErrorKind::Full`](crate::EmitErrorKind::Full) and `emit_wait` waits.
+    pub fn max_in_flight(mut self, max_in_flight: usize) -> Self {
+        self.config.max_in_flight = max_in_flight.max(1);
+        self
+    }
+
+    /// Called with every event that reached no handler (Guava's `DeadEvent`), with its
+    /// context: `ctx.downcast_ref::<T>()` gives the event. A panic in it is logged and contained.
+    pub fn on_dead_event(
+        mut self,
+        hook: impl for<'a> Fn(Context<'a>) + Send + Sync + 'static,
+    ) -> Self {
+        self.config.on_dead_event = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called with the report of every emitted event that was not ok: failures nobody awaited.
+    /// Without it they are logged through `tracing`. A panic in it is logged and contained.
+    pub fn on_failure(mut self, hook: impl Fn(&PublishReport) + Send + Sync + 'static) -> Self {
+        self.config.on_failure = Some(Arc::new(hook));
+        self
+    }
+
+    /// Builds the bus, or reports every problem found: a `State<T>` a handler needs but was not
+    /// given, a state given twice, two event types claiming one (name, version).
+    pub fn build(self) -> Result<EventBus, BuildError> {
+        let mut problems = Vec::new();
+        for name in &self.duplicate_states {
+            problems.push(BuildProblem::DuplicateState {
+                state: (*name).to_owned(),
+            });
+        }
+
+        for name in self.selection.unknown_names() {
+            problems.push(BuildProblem::UnknownHandler {
+                name: name.to_owned(),
+            });
+        }
+
+        let router = Router::default();
+        let registrations = self.selection.handlers();
+        for registration in &registrations {
+            let mut keys = StateKeys::new();
+            (registration.declare_states)(&mut keys);
+            let mut states = Vec::with_capacity(keys.len());
+            for key in &keys {
+                match self.states.get(&key.type_id) {
+                    Some((_, state)) => states.push(Arc::clone(state)),
+                    None => problems.push(BuildProblem::MissingState {
+                        handler: registration.name.to_owned(),
+                        state: key.type_name.to_owned(),
+                    }),
+                }
+            }
+            if states.len() == keys.len() {
+                router.add(HandlerEntry {
+                    id: 0,
+                    name: registration.name.into(),
+                    priority: registration.priority,
+                    event: registration.event,
+                    registered: true,
+                    callable: Callable::Fn {
+                        f: registration.call,
+                        states: states.into(),
+                    },
+                    policy: registration.policy.to_policy(),
+                });
+            }
+        }
+
+        let handled = registrations.iter().flat_map(|r| r.event.lineage());
+        problems.extend(name_clashes(
+            self.selection.events().into_iter().chain(handled),
+        ));
+
+        if problems.is_empty() {
+            Ok(EventBus::from_parts(router, self.config))
+        } else {
+            Err(BuildError { problems })
+        }
+    }
+}
+
+/// Pairs of distinct types that share a (name, version).
+fn name_clashes(types: impl Iterator<Item = &'static EventType>) -> Vec<BuildProblem> {
+    let mut by_key: FxHashMap<(&str, u32), &'static EventType> = FxHashMap::default();
+    let mut seen = rustc_hash::FxHashSet::default();
+    let mut problems = Vec::new();
+    for ty in types {
+        if !seen.insert(ty.type_id()) {
+            continue;
+        }
+        match by_key.get(&(ty.name(), ty.version())) {
+            Some(first) => problems.push(BuildProblem::EventNameClash {
+                name: ty.name().to_owned(),
+                version: ty.version(),
+                first: first.rust_name().to_owned(),
+                second: ty.rust_name().to_owned(),
+            }),
+            None => {
+                by_key.insert((ty.name(), ty.version()), ty);
+            }
+        }
+    }
+    problems
+}
+
+impl fmt::Debug for EventBusBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventBusBuilder")
+            .field("selection", &self.selection)
+            .field(
+                "states",
+                &self
+                    .states
+                    .values()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
+            .field("max_depth", &self.config.max_depth)
+            .field(
+                "middleware",
+                &self
+                    .config
+                    .layers
+                    .iter()
+                    .map(|l| &*l.name)
+                    .collect::<Vec<_>>(),
+            )
+            .field("mode", &self.config.mode)
+            .finish()
+    }
+}
+
+/// Why [`EventBusBuilder::build`] failed: every problem found, each naming its culprits.
+#[derive(Clone, Debug)]
+pub struct BuildError {
+    problems: Vec<BuildProblem>,
+}
+
+impl BuildError {
+    /// Every problem found.
+    pub fn problems(&self) -> &[BuildProblem] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot build the event bus:")?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// One problem found by [`EventBusBuilder::build`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildProblem {
+    /// A handler takes `State<T>` but the builder was given no `T`.
+    MissingState {
+        /// The handler's full name.
+        handler: String,
+        /// The missing type.
+        state: String,
+    },
+    /// The builder was given two states of one type.
+    DuplicateState {
+        /// The type given twice.
+        state: String,
+    },
+    /// `with_handler` named a handler that is not registered.
+    UnknownHandler {
+        /// The name asked for.
+        name: String,
+    },
+    /// Two event types claim one (name, version).
+    EventNameClash {
+        /// The contested name.
+        name: String,
+        /// The contested version.
+        version: u32,
+        /// One claimant's Rust type.
+        first: String,
+        /// The other claimant's Rust type.
+        second: String,
+    },
+}
+
+impl fmt::Display for BuildProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildProblem::MissingState { handler, state } => write!(
+                f,
+                "handler `{handler}` takes `State<{state}>`, but no `{state}` was given: \
+                 add `.state(..)` with one to the builder"
+            ),
+            BuildProblem::UnknownHandler { name } => write!(
+                f,
+                "no `#[handler]` is named `{name}`: give its full path, e.g. `my_crate::billing::book`"
+            ),
+            BuildProblem::DuplicateState { state } => {
+                write!(f, "`.state(..)` was given two `{state}` values; give one")
+            }
+            BuildProblem::EventNameClash {
+                name,
+                version,
+                first,
+                second,
+            } => write!(
+                f,
+                "event types `{first}` and `{second}` both claim name `{name}` version {version}: \
+                 give one of them another `#[event(name = ..)]` or `version`"
+            ),
+        }
+    }
+}

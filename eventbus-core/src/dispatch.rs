@@ -1,0 +1,152 @@
+//! Who handles a concrete event type, and in which order: the [`Router`] resolves each type's
+//! merged, sorted handler list once and caches it until subscriptions change.
+//!
+//! # The order rule
+//! One global order across all hierarchy levels:
+//! 1. higher `priority` first;
+//! 2. then the more derived type first (a handler of `OrderPlaced` before one of `OrderEvent`);
+//! 3. then `#[handler]` fns before runtime subscriptions;
+//! 4. then `#[handler]` fns by full path name, subscriptions in the order they were made.
+//!
+//! Nothing depends on link order.
+
+use crate::handler::HandlerEntry;
+use crate::EventType;
+use arc_swap::ArcSwap;
+use rustc_hash::FxHashMap;
+use std::any::TypeId;
+use std::cmp::{Ordering, Reverse};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// One handler call of a plan: the handler and the hierarchy level of the part it receives.
+#[derive(Debug)]
+pub(crate) struct Step {
+    pub(crate) handler: Arc<HandlerEntry>,
+    pub(crate) level: usize,
+}
+
+/// The sorted handler calls for one concrete event type.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) steps: Box<[Step]>,
+    /// Every step is a sync handler without retries, so the whole plan runs to completion
+    /// in one go, without a future per call (the hot path of `execute`).
+    pub(crate) inline: bool,
+}
+
+type Plans = FxHashMap<TypeId, Arc<Plan>>;
+
+#[derive(Default)]
+pub(crate) struct Router {
+    /// Every handler; changed only under this lock, which is never held across a handler call.
+    handlers: Mutex<Vec<Arc<HandlerEntry>>>,
+    /// Resolved plans, read without locking; emptied whenever `handlers` changes.
+    plans: ArcSwap<Plans>,
+    next_id: AtomicU64,
+}
+
+impl Router {
+    /// Runs `f` with the plan for a concrete event type, resolved on first use. A cached plan
+    /// is borrowed without touching its reference count, which publishers on other threads
+    /// would otherwise contend on.
+    pub(crate) fn with_plan<R>(
+        &self,
+        event_type: &'static EventType,
+        f: impl FnOnce(&Arc<Plan>) -> R,
+    ) -> R {
+        let plans = self.plans.load();
+        match plans.get(&event_type.type_id()) {
+            Some(plan) => f(plan),
+            None => {
+                drop(plans);
+                f(&self.resolve_and_cache(event_type))
+            }
+        }
+    }
+
+    /// The plan for a concrete event type, to keep across `.await`s.
+    pub(crate) fn plan(&self, event_type: &'static EventType) -> Arc<Plan> {
+        self.with_plan(event_type, Arc::clone)
+    }
+
+    /// Resolves and caches a plan.
+    fn resolve_and_cache(&self, event_type: &'static EventType) -> Arc<Plan> {
+        let type_id = event_type.type_id();
+        let handlers = self.lock();
+        // Another publisher may have resolved it while we waited for the lock.
+        let current = self.plans.load_full();
+        if let Some(plan) = current.get(&type_id) {
+            return Arc::clone(plan);
+        }
+        let plan = Arc::new(resolve(&handlers, event_type));
+        let mut plans = Plans::clone(&current);
+        plans.insert(type_id, Arc::clone(&plan));
+        self.plans.store(Arc::new(plans));
+        plan
+    }
+
+    /// Adds a handler and returns its id.
+    pub(crate) fn add(&self, mut entry: HandlerEntry) -> u64 {
+        let id = self.next_id.fetch_add(1, AtomicOrdering::Relaxed);
+        entry.id = id;
+        let mut handlers = self.lock();
+        handlers.push(Arc::new(entry));
+        self.plans.store(Arc::default());
+        id
+    }
+
+    /// Removes a handler; `false` if it was already gone.
+    pub(crate) fn remove(&self, id: u64) -> bool {
+        let mut handlers = self.lock();
+        let before = handlers.len();
+        handlers.retain(|h| h.id != id);
+        let removed = handlers.len() != before;
+        if removed {
+            self.plans.store(Arc::default());
+        }
+        removed
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<HandlerEntry>>> {
+        // The lock guards plain data that is never left half-updated, so poison is harmless.
+        self.handlers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn resolve(handlers: &[Arc<HandlerEntry>], event_type: &'static EventType) -> Plan {
+    let mut steps: Vec<Step> = event_type
+        .lineage()
+        .enumerate()
+        .flat_map(|(level, ty)| {
+            handlers
+                .iter()
+                .filter(move |h| h.event == ty)
+                .map(move |h| Step {
+                    handler: Arc::clone(h),
+                    level,
+                })
+        })
+        .collect();
+    steps.sort_by(dispatch_order);
+    let inline = steps
+        .iter()
+        .all(|step| !step.handler.callable.is_async() && step.handler.policy.retries == 0);
+    Plan {
+        steps: steps.into(),
+        inline,
+    }
+}
+
+fn dispatch_order(a: &Step, b: &Step) -> Ordering {
+    let (ha, hb) = (&a.handler, &b.handler);
+    (Reverse(ha.priority), a.level, !ha.registered)
+        .cmp(&(Reverse(hb.priority), b.level, !hb.registered))
+        .then_with(|| {
+            if ha.registered {
+                ha.name.cmp(&hb.name)
+            } else {
+                ha.id.cmp(&hb.id)
+            }
+        })
+}

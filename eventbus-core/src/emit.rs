@@ -1,0 +1,239 @@
+//! Fire-and-forget publishing: [`EventBus::emit`], its in-flight cap, and graceful shutdown.
+
+use crate::context::Meta;
+use crate::report::Refusal;
+use crate::{Event, EventBus, EventId};
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::PoisonError;
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
+
+impl EventBus {
+    /// Publishes `event` on the tokio runtime without waiting for its handlers.
+    ///
+    /// At most [`max_in_flight`](crate::EventBusBuilder::max_in_flight) emitted events are in
+    /// flight at once; past that `emit` fails with [`EmitErrorKind::Full`] (or use
+    /// [`emit_wait`](Self::emit_wait) to wait for room). Failures of the handlers go to the
+    /// [`on_failure`](crate::EventBusBuilder::on_failure) hook, or to `tracing` without one.
+    /// [`shutdown`](Self::shutdown) waits for emitted work.
+    ///
+    /// On error the event was not dispatched, and is handed back in the [`EmitError`].
+    pub fn emit<E: Event>(&self, event: E) -> Result<(), EmitError<E>> {
+        if self.is_shut_down() {
+            return Err(EmitError::new(
+                EmitErrorKind::Refused(Refusal::ShutDown),
+                event,
+            ));
+        }
+        self.spawn(event, Meta::root(E::TYPE))
+    }
+
+    /// Like [`emit`](Self::emit), but waits for room when `max_in_flight` events are in flight.
+    /// Do not call it from a handler (a handler holding room while waiting for room can
+    /// deadlock); handlers use [`Context::emit`](crate::Context::emit).
+    pub async fn emit_wait<E: Event>(&self, event: E) -> Result<(), EmitError<E>> {
+        let permit = self.inner().permits.clone().acquire_owned().await;
+        let permit = permit.expect("the in-flight semaphore is never closed");
+        if self.is_shut_down() {
+            return Err(EmitError::new(
+                EmitErrorKind::Refused(Refusal::ShutDown),
+                event,
+            ));
+        }
+        self.spawn_with(event, Meta::root(E::TYPE), permit)
+    }
+
+    pub(crate) fn emit_from<E: Event>(&self, parent: &Meta, event: E) -> Result<(), EmitError<E>> {
+        let meta = Meta::child(parent, E::TYPE);
+        match self.check_depth(&meta) {
+            Ok(()) => self.spawn(event, meta),
+            Err(refusal) => Err(EmitError::new(EmitErrorKind::Refused(refusal), event)),
+        }
+    }
+
+    /// Stops accepting new events, then waits until all emitted work is done, including
+    /// follow-ups that running handlers emit.
+    pub async fn shutdown(&self) {
+        self.begin_shutdown();
+        self.inner().tracker.wait().await;
+    }
+
+    /// Like [`shutdown`](Self::shutdown), but waits at most `deadline`; the report lists the
+    /// emitted events that had not finished by then (they go on running in the background).
+    pub async fn shutdown_timeout(&self, deadline: Duration) -> ShutdownReport {
+        self.begin_shutdown();
+        if tokio::time::timeout(deadline, self.inner().tracker.wait())
+            .await
+            .is_ok()
+        {
+            return ShutdownReport::default();
+        }
+        let in_flight = self.inner().in_flight.lock();
+        let mut unfinished: Vec<UnfinishedEvent> = in_flight
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(id, name)| UnfinishedEvent { id: *id, name })
+            .collect();
+        unfinished.sort_by_key(|e| e.id);
+        ShutdownReport { unfinished }
+    }
+
+    fn begin_shutdown(&self) {
+        self.inner().shut_down.store(true, Ordering::Release);
+        self.inner().tracker.close();
+    }
+
+    fn spawn<E: Event>(&self, event: E, meta: Meta) -> Result<(), EmitError<E>> {
+        match self.inner().permits.clone().try_acquire_owned() {
+            Ok(permit) => self.spawn_with(event, meta, permit),
+            Err(_) => {
+                let capacity = self.inner().config.max_in_flight;
+                tracing::warn!(
+                    event = E::TYPE.name(),
+                    capacity,
+                    "emit refused: bus is full"
+                );
+                Err(EmitError::new(EmitErrorKind::Full { capacity }, event))
+            }
+        }
+    }
+
+    fn spawn_with<E: Event>(
+        &self,
+        event: E,
+        meta: Meta,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), EmitError<E>> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(EmitError::new(EmitErrorKind::NoRuntime, event));
+        };
+        // Emitted work runs later: its time is now.
+        meta.stamp();
+        let (id, name) = (meta.id, meta.event_type.name());
+        self.in_flight().insert(id, name);
+        let bus = self.clone();
+        self.inner().tracker.spawn_on(
+            async move {
+                let report = bus.run(event, meta).await;
+                bus.in_flight().remove(&id);
+                drop(permit);
+                if report.is_ok() {
+                    return;
+                }
+                match &bus.inner().config.on_failure {
+                    Some(hook) => {
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&report)))
+                            .is_err()
+                        {
+                            tracing::error!(event = name, %id, "the on_failure hook panicked");
+                        }
+                    }
+                    None => {
+                        if let Err(error) = report.into_result() {
+                            tracing::warn!(event = name, %id, %error, "emitted event failed");
+                        }
+                    }
+                }
+            },
+            &runtime,
+        );
+        Ok(())
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<EventId, &'static str>> {
+        self.inner()
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Why an emit did not dispatch its event; holds the event, so nothing is lost.
+pub struct EmitError<E> {
+    kind: EmitErrorKind,
+    event: E,
+}
+
+impl<E> EmitError<E> {
+    fn new(kind: EmitErrorKind, event: E) -> Self {
+        EmitError { kind, event }
+    }
+
+    /// Why.
+    pub fn kind(&self) -> &EmitErrorKind {
+        &self.kind
+    }
+
+    /// The event, back to the caller.
+    pub fn into_event(self) -> E {
+        self.event
+    }
+}
+
+/// Why an emit was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EmitErrorKind {
+    /// The bus refused it: shut down, or an event storm.
+    Refused(Refusal),
+    /// `max_in_flight` emitted events are already in flight.
+    Full {
+        /// The configured cap.
+        capacity: usize,
+    },
+    /// `emit` was called outside a tokio runtime.
+    NoRuntime,
+}
+
+impl<E> fmt::Debug for EmitError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmitError")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E> fmt::Display for EmitError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            EmitErrorKind::Refused(refusal) => write!(f, "event not emitted: {refusal}"),
+            EmitErrorKind::Full { capacity } => write!(
+                f,
+                "event not emitted: {capacity} emitted events are already in flight"
+            ),
+            EmitErrorKind::NoRuntime => {
+                f.write_str("event not emitted: no tokio runtime is running")
+            }
+        }
+    }
+}
+
+impl<E> std::error::Error for EmitError<E> {}
+
+/// What [`EventBus::shutdown_timeout`] could not finish.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    unfinished: Vec<UnfinishedEvent>,
+}
+
+impl ShutdownReport {
+    /// `true` when all emitted work finished before the deadline.
+    pub fn is_complete(&self) -> bool {
+        self.unfinished.is_empty()
+    }
+
+    /// The emitted events still running at the deadline.
+    pub fn unfinished(&self) -> &[UnfinishedEvent] {
+        &self.unfinished
+    }
+}
+
+/// An emitted event that had not finished at a shutdown deadline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnfinishedEvent {
+    /// Its id.
+    pub id: EventId,
+    /// Its event name.
+    pub name: &'static str,
+}

@@ -1,0 +1,306 @@
+//! Running one event: through the middleware, then its handlers in plan order, each under its
+//! policy (timeout, retries, error callback), with failures isolated.
+
+use crate::bus::DispatchMode;
+use crate::context::Meta;
+use crate::dispatch::Step;
+use crate::event::{ErasedEvent, EventPart};
+use crate::handler::{panicked, HandlerEntry};
+use crate::middleware::{Envelope, Next};
+use crate::report::{FailureKind, HandlerFailure, Refusal};
+use crate::wire::Incoming;
+use crate::{Context, Event, EventBus, PublishReport};
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+use tracing::Instrument;
+
+impl EventBus {
+    /// Runs an accepted event: through the middleware when there is any, else straight to the
+    /// handlers (no boxing on that path).
+    pub(crate) async fn run<E: Event>(&self, event: E, meta: Meta) -> PublishReport {
+        // Middleware and async handlers may read the time after awaiting: take it now.
+        meta.stamp();
+        if self.layers().is_empty() {
+            self.dispatch(&event, &meta).await
+        } else {
+            Next::start(self.clone())
+                .run(Envelope::new(Box::new(event), meta))
+                .await
+        }
+    }
+
+    /// Publishes an event decoded from the wire, as if it were published here.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) async fn publish_incoming(&self, mut incoming: Incoming) -> PublishReport {
+        let meta = Meta::incoming(incoming.event.event_type(), &mut incoming);
+        let event = incoming.event.0;
+        if self.is_shut_down() {
+            return PublishReport::refused(meta.event_type, meta.id, Refusal::ShutDown);
+        }
+        if self.layers().is_empty() {
+            self.dispatch(&*event, &meta).await
+        } else {
+            Next::start(self.clone())
+                .run(Envelope::new(event, meta))
+                .await
+        }
+    }
+
+    /// The hot path: an event without middleware whose handlers are all plain sync ones runs
+    /// to completion right here, with no future per handler and no reference counting. `None`
+    /// when it needs the full path: middleware, async handlers, retries, or debug tracing
+    /// (which wants a span per handler).
+    pub(crate) fn try_dispatch_inline(
+        &self,
+        event: &dyn ErasedEvent,
+        meta: &Meta,
+    ) -> Option<PublishReport> {
+        if !self.layers().is_empty() || tracing::level_enabled!(tracing::Level::DEBUG) {
+            return None;
+        }
+        self.inner().router.with_plan(meta.event_type, |plan| {
+            plan.inline.then(|| {
+                let mut report = PublishReport::new(meta.event_type, meta.id);
+                self.call_all_inline(&plan.steps, event, meta, &mut report);
+                if report.handled() == 0 {
+                    self.dead_event(event, meta);
+                }
+                report
+            })
+        })
+    }
+
+    /// Calls sync handlers in order under one unwind guard: a panic stops the run at the
+    /// handler that panicked, which is recorded, and a new run goes on from the next one.
+    fn call_all_inline(
+        &self,
+        steps: &[Step],
+        event: &dyn ErasedEvent,
+        meta: &Meta,
+        report: &mut PublishReport,
+    ) {
+        let mut next = 0;
+        while next < steps.len() {
+            let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                while let Some(step) = steps.get(next) {
+                    let (part, ctx) = self.prepare(step, event, meta);
+                    let outcome = step.handler.callable.call_sync_unguarded(part, ctx);
+                    next += 1;
+                    report.record(match outcome {
+                        Some(Ok(())) => None,
+                        Some(Err(message)) => {
+                            settle_quietly(step, ctx, FailureKind::Error(message))
+                        }
+                        None => unreachable!("an inline plan has only sync handlers"),
+                    });
+                }
+            }));
+            if let Err(panic) = run {
+                let step = &steps[next];
+                let (_, ctx) = self.prepare(step, event, meta);
+                next += 1;
+                report.record(settle_quietly(step, ctx, panicked(panic)));
+            }
+        }
+    }
+
+    /// Calls every handler of the event's plan and reports.
+    pub(crate) async fn dispatch(&self, event: &dyn ErasedEvent, meta: &Meta) -> PublishReport {
+        let plan = self.inner().router.plan(meta.event_type);
+        let mut report = PublishReport::new(meta.event_type, meta.id);
+        match self.inner().config.mode {
+            DispatchMode::Sequential => {
+                for step in plan.steps.iter() {
+                    let failure = match self.call_inline(step, event, meta) {
+                        Some(failure) => failure,
+                        None => self.call_async(step, event, meta).await,
+                    };
+                    report.record(failure);
+                }
+            }
+            DispatchMode::ConcurrentWithinPriority => {
+                for level in plan
+                    .steps
+                    .chunk_by(|a, b| a.handler.priority == b.handler.priority)
+                {
+                    let calls = level.iter().map(|step| async move {
+                        match self.call_inline(step, event, meta) {
+                            Some(failure) => failure,
+                            None => self.call_async(step, event, meta).await,
+                        }
+                    });
+                    for failure in futures_util::future::join_all(calls).await {
+                        report.record(failure);
+                    }
+                }
+            }
+        }
+        if report.handled() == 0 {
+            self.dead_event(event, meta);
+        }
+        report
+    }
+
+    /// Runs a sync handler without retries right here: no future, no timer (the hot path).
+    /// `None` when the handler needs the async path.
+    fn call_inline(
+        &self,
+        step: &Step,
+        event: &dyn ErasedEvent,
+        meta: &Meta,
+    ) -> Option<Option<HandlerFailure>> {
+        let handler = &step.handler;
+        if handler.policy.retries > 0 || handler.callable.is_async() {
+            return None;
+        }
+        let (part, ctx) = self.prepare(step, event, meta);
+        let span = handler_span(handler, meta);
+        let outcome = if span.is_disabled() {
+            handler.callable.call_sync(part, ctx)?
+        } else {
+            span.in_scope(|| handler.callable.call_sync(part, ctx))?
+        };
+        Some(settle(handler, &span, ctx, outcome, 1))
+    }
+
+    /// Async handlers, and handlers with a timeout or retries. Only the policy path is boxed:
+    /// its timer state is large, and paying to move it on every call would tax the rest.
+    async fn call_async(
+        &self,
+        step: &Step,
+        event: &dyn ErasedEvent,
+        meta: &Meta,
+    ) -> Option<HandlerFailure> {
+        let handler = &step.handler;
+        // A sync handler cannot be interrupted, so only async ones get a timer.
+        let timeout = handler
+            .policy
+            .timeout
+            .or(self.inner().config.default_timeout)
+            .filter(|_| handler.callable.is_async());
+        if timeout.is_some() || handler.policy.retries > 0 {
+            return Box::pin(self.call_with_policy(step, event, meta, timeout)).await;
+        }
+        let (part, ctx) = self.prepare(step, event, meta);
+        let span = handler_span(handler, meta);
+        let outcome = if span.is_disabled() {
+            handler.callable.call(part, ctx).await
+        } else {
+            handler
+                .callable
+                .call(part, ctx)
+                .instrument(span.clone())
+                .await
+        };
+        settle(handler, &span, ctx, outcome, 1)
+    }
+
+    /// Calls one handler under its timeout and retries; `Some` when its last attempt failed.
+    async fn call_with_policy(
+        &self,
+        step: &Step,
+        event: &dyn ErasedEvent,
+        meta: &Meta,
+        timeout: Option<Duration>,
+    ) -> Option<HandlerFailure> {
+        let handler = &step.handler;
+        let (part, ctx) = self.prepare(step, event, meta);
+        let span = handler_span(handler, meta);
+        let mut attempt = 1;
+        loop {
+            let call = async {
+                match timeout {
+                    Some(limit) => tokio::time::timeout(limit, handler.callable.call(part, ctx))
+                        .await
+                        .unwrap_or(Err(FailureKind::TimedOut(limit))),
+                    None => handler.callable.call(part, ctx).await,
+                }
+            };
+            let outcome = if span.is_disabled() {
+                call.await
+            } else {
+                call.instrument(span.clone()).await
+            };
+            match outcome {
+                Err(kind) if attempt <= handler.policy.retries => {
+                    let wait = handler
+                        .policy
+                        .backoff
+                        .saturating_mul(1 << (attempt - 1).min(20));
+                    tracing::debug!(parent: &span, attempt, error = %kind, ?wait, "handler failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                outcome => return settle(handler, &span, ctx, outcome, attempt),
+            }
+        }
+    }
+
+    /// The part a step's handler receives, and its context.
+    fn prepare<'a>(
+        &'a self,
+        step: &'a Step,
+        event: &'a dyn ErasedEvent,
+        meta: &'a Meta,
+    ) -> (&'a EventPart, Context<'a>) {
+        let part = event
+            .part(step.level)
+            .expect("a plan's levels lie within the event's lineage");
+        (part, Context::new(self, meta, event, &step.handler.name))
+    }
+
+    fn dead_event(&self, event: &dyn ErasedEvent, meta: &Meta) {
+        let Some(hook) = &self.inner().config.on_dead_event else {
+            return;
+        };
+        let ctx = Context::new(self, meta, event, "on_dead_event");
+        if std::panic::catch_unwind(AssertUnwindSafe(|| hook(ctx))).is_err() {
+            tracing::error!(
+                event = meta.event_type.name(),
+                "the on_dead_event hook panicked"
+            );
+        }
+    }
+}
+
+/// [`settle`] for the inline path, which has no handler span.
+fn settle_quietly(step: &Step, ctx: Context<'_>, kind: FailureKind) -> Option<HandlerFailure> {
+    settle(&step.handler, &tracing::Span::none(), ctx, Err(kind), 1)
+}
+
+fn handler_span(handler: &HandlerEntry, meta: &Meta) -> tracing::Span {
+    tracing::debug_span!(
+        "handler",
+        handler = %handler.name,
+        event = meta.event_type.name(),
+        id = %meta.id,
+        outcome = tracing::field::Empty,
+    )
+}
+
+/// Turns a handler's last outcome into its failure, if any: traced, and handed to its
+/// `on_error` callback (whose panics are contained).
+fn settle(
+    handler: &HandlerEntry,
+    span: &tracing::Span,
+    ctx: Context<'_>,
+    outcome: Result<(), FailureKind>,
+    attempts: u32,
+) -> Option<HandlerFailure> {
+    let kind = match outcome {
+        Ok(()) => {
+            span.record("outcome", "ok");
+            return None;
+        }
+        Err(kind) => kind,
+    };
+    span.record("outcome", "failed");
+    tracing::debug!(parent: span, attempts, error = %kind, "handler failed");
+    let failure = HandlerFailure::handler_failed(&handler.name, kind, attempts);
+    if let Some(on_error) = &handler.policy.on_error {
+        if std::panic::catch_unwind(AssertUnwindSafe(|| on_error(&failure, ctx))).is_err() {
+            tracing::error!(handler = %handler.name, "the on_error callback panicked");
+        }
+    }
+    Some(failure)
+}

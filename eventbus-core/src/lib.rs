@@ -1,0 +1,181 @@
+//! Typed domain events for Rust.
+//!
+//! Events are plain structs with `#[derive(Event)]`. A derived event extends its parent by
+//! holding it in a `#[event(base)]` field, and a handler of a parent type receives every event
+//! derived from it. Handlers are `fn`s or `async fn`s marked `#[handler]`, registered at link
+//! time, or closures subscribed at run time. The [`EventBus`] runs on tokio, isolates failing
+//! and panicking handlers, and reports what happened to every publish.
+//!
+//! ```
+//! use eventbus_core::{handler, Context, Event, EventBus, State};
+//!
+//! #[derive(Event, Clone, Debug)]
+//! pub struct DomainEvent { pub at_ms: u64 }
+//!
+//! #[derive(Event, Clone, Debug)]
+//! #[event(extends = DomainEvent)]
+//! pub struct OrderEvent { #[event(base)] pub base: DomainEvent, pub order_id: String }
+//!
+//! #[derive(Event, Clone, Debug)]
+//! #[event(extends = OrderEvent, name = "orders.placed", version = 1)]
+//! pub struct OrderPlaced { #[event(base)] pub base: OrderEvent, pub amount_cents: u64 }
+//!
+//! #[handler(priority = 100)]
+//! fn validate(e: &OrderPlaced) -> Result<(), String> {
+//!     if e.amount_cents == 0 { Err("empty order".into()) } else { Ok(()) }
+//! }
+//!
+//! #[handler]
+//! async fn audit(e: &DomainEvent, ctx: Context) {
+//!     println!("{} at {}", ctx.event_name(), e.at_ms);
+//! }
+//!
+//! #[derive(Default)]
+//! pub struct Mailer;
+//!
+//! #[handler(priority = -10)]
+//! async fn confirm(e: &OrderPlaced, _mailer: State<Mailer>) -> Result<(), std::io::Error> {
+//!     Ok(())
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let bus = EventBus::builder()
+//!     .with_registered_handlers()
+//!     .state(Mailer)
+//!     .build()?;
+//! let placed = OrderPlaced {
+//!     base: OrderEvent { base: DomainEvent { at_ms: 1 }, order_id: "A-1".into() },
+//!     amount_cents: 4200,
+//! };
+//! let report = bus.publish(placed).await; // validate, audit, confirm
+//! assert!(report.is_ok() && report.handled() == 3);
+//! # Ok(()) }
+//! ```
+//!
+//! # Dispatch order
+//! Publishing an event runs, one after another, the handlers of its type and of every ancestor
+//! in one global order:
+//! 1. higher `priority` first (default 0, may be negative);
+//! 2. then handlers of the more derived type first;
+//! 3. then `#[handler]` fns before runtime subscriptions;
+//! 4. then `#[handler]` fns by full path name, subscriptions in the order they were made.
+//!
+//! The order never depends on link order. [`EventBus::handlers_for`] lists it.
+//!
+//! # Handlers
+//! A `#[handler]` is a free `fn` or `async fn` that takes the event by reference (`&E`), and
+//! optionally a [`Context`] and any number of [`State<T>`], in any order. It returns `()` or
+//! `Result<(), E>` for any `E: Display`. `#[handler(priority = 10, name = "..")]` sets its
+//! priority and the name used in reports (default: its full path). Misuse is a compile error.
+//!
+//! # Errors
+//! A handler that returns `Err` or panics is recorded in the [`PublishReport`] with its name
+//! and message; every other handler still runs. (Panics are caught with `catch_unwind`, so
+//! this needs the default `panic = "unwind"`.) A handler may publish follow-up events through
+//! its [`Context`]; a chain deeper than [`EventBusBuilder::max_depth`] is refused, naming the
+//! chain, so an event storm ends instead of overflowing or hanging.
+//!
+//! # Pipeline
+//! [`middleware`] runs around every publish (filter, transform, wrap); handlers get timeouts,
+//! retries and error callbacks; [`testing`] has a recorder for tests.
+//!
+//! # Distributed
+//! `#[event(distributed)]` types can leave the process as CloudEvents ([`wire`]). With the
+//! `redis` feature, `eventbus_core::redis::RedisBridge` shares them between services:
+//! broadcast over Pub/Sub (at-most-once) or durable over Streams with consumer groups
+//! (at-least-once).
+//!
+//! The guide in the repository's `docs/` folder covers all of this at length.
+
+#![warn(missing_docs, missing_debug_implementations)]
+
+// Generated code names `::eventbus_core`, which must also resolve inside this crate's tests.
+extern crate self as eventbus_core;
+
+mod builder;
+mod bus;
+mod context;
+mod dispatch;
+mod emit;
+mod event;
+mod execute;
+mod handler;
+mod headers;
+mod id;
+pub mod middleware;
+#[cfg(feature = "redis")]
+pub mod redis;
+mod registry;
+mod report;
+mod state;
+mod subscription;
+pub mod testing;
+pub mod wire;
+
+pub use builder::{BuildError, BuildProblem, EventBusBuilder};
+pub use bus::{DispatchMode, EventBus, HandlerInfo};
+pub use context::Context;
+pub use emit::{EmitError, EmitErrorKind, ShutdownReport, UnfinishedEvent};
+pub use event::{AnyEvent, Event, EventExt, EventType};
+pub use handler::{AsyncHandler, IntoHandlerResult, SubscribeOptions, SyncHandler};
+pub use headers::Headers;
+pub use id::{EventId, ParseEventIdError};
+pub use report::{FailureKind, HandlerFailure, PublishError, PublishReport, Refusal};
+pub use state::State;
+pub use subscription::Subscription;
+
+/// Derives [`Event`] for a struct; see [`Event`] for the attributes.
+pub use eventbus_derive::Event;
+
+/// Registers a `fn` or `async fn` as a handler at link time.
+///
+/// ```
+/// use eventbus_core::{handler, Context, Event, State};
+///
+/// #[derive(Event)]
+/// struct Paid { cents: u64 }
+/// struct Ledger;
+///
+/// #[handler(priority = 10, name = "billing.book")]
+/// async fn book(e: &Paid, ctx: Context<'_>, ledger: State<Ledger>) -> Result<(), String> {
+///     Ok(())
+/// }
+/// ```
+///
+/// Arguments, all optional:
+///
+/// | argument | meaning |
+/// |---|---|
+/// | `priority = 10` | higher runs first (default 0, may be negative) |
+/// | `name = "billing.book"` | the name in reports (default: the fn's full path) |
+/// | `timeout_ms = 500` | cancel an async handler running longer, reported as timed out |
+/// | `retry = 3` | try a failing handler up to 3 more times |
+/// | `backoff_ms = 100` | wait before the first retry, doubled each time (default 50) |
+/// | `on_error = path` | a `fn(&HandlerFailure, Context)` called after the last attempt |
+///
+/// The fn stays an ordinary fn you can call directly.
+/// Buses take registered handlers through
+/// [`EventBusBuilder::with_registered_handlers`] or
+/// [`EventBusBuilder::with_registered_handlers_from`].
+pub use eventbus_derive::handler;
+
+/// Not public API: used by code that `#[derive(Event)]` and `#[handler]` generate.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::event::{
+        AnyEvent, CloneIfClone, CloneProbe, CloneUnavailable, EventPart, EventType,
+    };
+    pub use crate::handler::{
+        event_part, BoxFuture, HandlerFn, HandlerPolicy, HandlerResult, IntoHandlerResult,
+    };
+    pub use crate::registry::{EventRegistration, HandlerRegistration};
+    pub use crate::state::{HandlerParam, SharedState, StateCursor, StateKeys};
+    pub use crate::wire::{decode_event, encode_event, WireRegistration};
+    pub use inventory;
+
+    /// `TypeId::of` as a fn pointer, for `EventType`.
+    pub fn type_id<T: 'static>() -> std::any::TypeId {
+        std::any::TypeId::of::<T>()
+    }
+}

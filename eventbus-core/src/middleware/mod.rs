@@ -1,0 +1,324 @@
+//! Middleware: code that runs around every publish, before any handler.
+//!
+//! A middleware receives the [`Envelope`] (the event and its metadata, owned) and [`Next`] (the
+//! rest of the chain, ending in the handlers). It can
+//! - **filter**: return [`Envelope::filter`] instead of calling `next`; the event reaches no
+//!   handler and the report says which middleware filtered it and why;
+//! - **transform**: change the event ([`Envelope::event_mut`]) or its
+//!   [headers](Envelope::headers_mut) before calling `next`;
+//! - **wrap**: run code after `next.run(envelope).await`, with the report in hand.
+//!
+//! Middleware runs in the order it was added to the builder, for every publish, emit and
+//! follow-up event. [`EventBusBuilder::middleware_for`](crate::EventBusBuilder::middleware_for)
+//! scopes one to an event type and everything derived from it. A middleware that panics is
+//! recorded as a failure in the report; the bus goes on.
+//!
+//! ```
+//! use eventbus_core::middleware::{self, Envelope, Next};
+//! use eventbus_core::{Context, Event, EventBus};
+//!
+//! #[derive(Event)]
+//! struct Signup { email: String }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let bus = EventBus::builder()
+//!     // transform: stamp a tenant header, redact the email
+//!     .middleware(middleware::from_fn("tenant", |mut env: Envelope, next: Next| async move {
+//!         env.headers_mut().insert("tenant", "acme");
+//!         if let Some(signup) = env.event_mut::<Signup>() {
+//!             signup.email = "***".into();
+//!         }
+//!         next.run(env).await
+//!     }))
+//!     // filter: drop signups from a blocked tenant
+//!     .middleware(middleware::from_fn("blocklist", |env: Envelope, next: Next| async move {
+//!         if env.header("tenant") == Some("blocked") {
+//!             return env.filter("tenant is blocked");
+//!         }
+//!         next.run(env).await
+//!     }))
+//!     .build()
+//!     .unwrap();
+//! let _sub = bus.subscribe(|e: &Signup, ctx: Context| {
+//!     assert_eq!(e.email, "***");
+//!     assert_eq!(ctx.header("tenant"), Some("acme"));
+//! });
+//! assert!(bus.publish(Signup { email: "ada@example.com".into() }).await.is_ok());
+//! # }
+//! ```
+
+mod authorize;
+mod logging;
+mod metrics;
+
+pub use authorize::Authorize;
+pub use logging::Logging;
+pub use metrics::{EventMetrics, Metrics, MetricsSnapshot};
+
+use crate::context::Meta;
+use crate::event::ErasedEvent;
+use crate::handler::{panic_message, BoxFuture};
+use crate::report::{FailureKind, HandlerFailure, Refusal};
+use crate::{Event, EventBus, EventId, EventType, Headers, PublishReport};
+use futures_util::FutureExt;
+use std::any::TypeId;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Code that runs around every publish; see the [module docs](self).
+///
+/// Implement it for a type, or build one from an async closure with [`from_fn`].
+pub trait Middleware: Send + Sync + 'static {
+    /// The name used in reports (a filtered event names its filter). Default: the type name.
+    fn name(&self) -> &str {
+        std::any::type_name::<Self>()
+    }
+
+    /// Handles one event: call `next.run(envelope).await` to go on, or don't (see
+    /// [`Envelope::filter`]).
+    fn handle(&self, envelope: Envelope, next: Next) -> BoxFuture<'static, PublishReport>;
+}
+
+/// A middleware made from an async closure; see [`from_fn`].
+pub struct FnMiddleware<F> {
+    name: String,
+    f: F,
+}
+
+/// Builds a middleware from a closure `|envelope: Envelope, next: Next| async move { .. }`.
+pub fn from_fn<F, Fut>(name: impl Into<String>, f: F) -> FnMiddleware<F>
+where
+    F: Fn(Envelope, Next) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = PublishReport> + Send + 'static,
+{
+    FnMiddleware {
+        name: name.into(),
+        f,
+    }
+}
+
+impl<F, Fut> Middleware for FnMiddleware<F>
+where
+    F: Fn(Envelope, Next) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = PublishReport> + Send + 'static,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn handle(&self, envelope: Envelope, next: Next) -> BoxFuture<'static, PublishReport> {
+        Box::pin((self.f)(envelope, next))
+    }
+}
+
+impl<F> fmt::Debug for FnMiddleware<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnMiddleware")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// One middleware in the chain, with its scope.
+pub(crate) struct Layer {
+    pub(crate) middleware: Arc<dyn Middleware>,
+    pub(crate) name: Arc<str>,
+    /// Applies only to this type and the types derived from it.
+    pub(crate) scope: Option<&'static EventType>,
+}
+
+impl Layer {
+    pub(crate) fn new(middleware: Arc<dyn Middleware>, scope: Option<&'static EventType>) -> Self {
+        Layer {
+            name: middleware.name().into(),
+            middleware,
+            scope,
+        }
+    }
+
+    fn applies_to(&self, event_type: &'static EventType) -> bool {
+        self.scope
+            .is_none_or(|scope| event_type.level_of(scope.type_id()).is_some())
+    }
+}
+
+/// An event on its way through the middleware chain: the event itself and its metadata.
+pub struct Envelope {
+    pub(crate) event: Box<dyn ErasedEvent>,
+    pub(crate) meta: Meta,
+    /// The middleware currently holding the envelope, for [`filter`](Self::filter).
+    current: Option<Arc<str>>,
+}
+
+impl Envelope {
+    pub(crate) fn new(event: Box<dyn ErasedEvent>, meta: Meta) -> Self {
+        Envelope {
+            event,
+            meta,
+            current: None,
+        }
+    }
+
+    /// The concrete event type.
+    pub fn event_type(&self) -> &'static EventType {
+        self.meta.event_type
+    }
+
+    /// The concrete event type's name.
+    pub fn event_name(&self) -> &'static str {
+        self.meta.event_type.name()
+    }
+
+    /// The event's id.
+    pub fn event_id(&self) -> EventId {
+        self.meta.id
+    }
+
+    /// When it was published.
+    pub fn time(&self) -> SystemTime {
+        self.meta.time()
+    }
+
+    /// Shared by every event of one causal chain.
+    pub fn correlation_id(&self) -> EventId {
+        self.meta.correlation_id
+    }
+
+    /// The event whose handler published this one.
+    pub fn causation_id(&self) -> Option<EventId> {
+        self.meta.causation_id
+    }
+
+    /// `0` for a top-level publish, parent's + 1 for follow-ups.
+    pub fn depth(&self) -> u32 {
+        self.meta.depth
+    }
+
+    /// For an event received from another process, the service that sent it.
+    pub fn origin(&self) -> Option<&str> {
+        self.meta.origin.as_deref()
+    }
+
+    /// Whether the event is a `T` (its type or an ancestor).
+    pub fn is<T: Event>(&self) -> bool {
+        self.meta.event_type.level_of(TypeId::of::<T>()).is_some()
+    }
+
+    /// The event as `T`, when `T` is its type or an ancestor.
+    pub fn event<T: Event>(&self) -> Option<&T> {
+        let level = self.meta.event_type.level_of(TypeId::of::<T>())?;
+        self.event.part(level)?.downcast_ref()
+    }
+
+    /// The event as a mutable `T`: change it before the handlers see it.
+    pub fn event_mut<T: Event>(&mut self) -> Option<&mut T> {
+        let level = self.meta.event_type.level_of(TypeId::of::<T>())?;
+        self.event.part_mut(level)?.downcast_mut()
+    }
+
+    /// A header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.meta.headers.get(name)
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &Headers {
+        &self.meta.headers
+    }
+
+    /// The headers, to change: handlers read them through
+    /// [`Context::header`](crate::Context::header).
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.meta.headers
+    }
+
+    /// A clone of the event, when its type is `Clone`.
+    pub fn clone_event(&self) -> Option<crate::AnyEvent> {
+        self.event.clone_event()
+    }
+
+    /// Filters the event out: no handler sees it, and the report's
+    /// [`refusal`](PublishReport::refusal) is [`Refusal::Filtered`], naming this middleware.
+    pub fn filter(self, reason: impl Into<String>) -> PublishReport {
+        let middleware = self.current.as_deref().unwrap_or("(unknown)").to_owned();
+        PublishReport::refused(
+            self.meta.event_type,
+            self.meta.id,
+            Refusal::Filtered {
+                middleware,
+                reason: reason.into(),
+            },
+        )
+    }
+}
+
+impl fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Envelope")
+            .field("event", &self.event_name())
+            .field("id", &self.meta.id)
+            .field("depth", &self.meta.depth)
+            .field("headers", &self.meta.headers)
+            .finish()
+    }
+}
+
+/// The rest of the middleware chain, ending in the handlers.
+pub struct Next {
+    bus: EventBus,
+    index: usize,
+}
+
+impl Next {
+    pub(crate) fn start(bus: EventBus) -> Self {
+        Next { bus, index: 0 }
+    }
+
+    /// Runs the rest of the chain and the handlers.
+    pub fn run(self, mut envelope: Envelope) -> BoxFuture<'static, PublishReport> {
+        Box::pin(async move {
+            let layers = self.bus.layers();
+            let event_type = envelope.meta.event_type;
+            let Some((index, layer)) = layers
+                .iter()
+                .enumerate()
+                .skip(self.index)
+                .find(|(_, layer)| layer.applies_to(event_type))
+            else {
+                return self.bus.dispatch(&*envelope.event, &envelope.meta).await;
+            };
+            let (event_id, name) = (envelope.meta.id, Arc::clone(&layer.name));
+            envelope.current = Some(Arc::clone(&name));
+            let next = Next {
+                bus: self.bus.clone(),
+                index: index + 1,
+            };
+            let middleware = &layer.middleware;
+            let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                middleware.handle(envelope, next)
+            })) {
+                Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+                Err(panic) => Err(panic),
+            };
+            outcome.unwrap_or_else(|panic| {
+                let message = panic_message(panic.as_ref());
+                tracing::error!(middleware = %name, event = event_type.name(), %message, "middleware panicked");
+                let mut report = PublishReport::new(event_type, event_id);
+                report.record_middleware_failure(HandlerFailure::middleware_failed(
+                    &name,
+                    FailureKind::Panic(message),
+                ));
+                report
+            })
+        })
+    }
+}
+
+impl fmt::Debug for Next {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Next").field("index", &self.index).finish()
+    }
+}

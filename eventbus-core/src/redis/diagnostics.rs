@@ -1,0 +1,78 @@
+//! [`Diagnostics`]: what a bridge sent, received, skipped and refused.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Live counters of one bridge.
+        #[derive(Debug, Default)]
+        pub struct Diagnostics {
+            $($(#[$doc])* pub(crate) $name: AtomicU64,)*
+        }
+
+        /// A copy of the counters at one moment.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct DiagnosticsSnapshot {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        impl Diagnostics {
+            pub(crate) fn snapshot(&self) -> DiagnosticsSnapshot {
+                DiagnosticsSnapshot {
+                    $($name: self.$name.load(Ordering::Relaxed),)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Events written to Redis.
+    sent,
+    /// Events that could not be sent: not distributed, not serialisable, or a broadcast batch
+    /// that failed (at-most-once).
+    send_failures,
+    /// Messages and entries received.
+    received,
+    /// Received events published on the local bus.
+    dispatched,
+    /// Received events this process (broadcast) or service (durable) sent itself.
+    skipped_own,
+    /// Durable entries dropped as duplicates.
+    duplicates,
+    /// Not JSON, or not a valid CloudEvent.
+    malformed,
+    /// CloudEvents of a type no distributed event has.
+    unknown_type,
+    /// CloudEvents of a known type at an unknown version.
+    unknown_version,
+    /// CloudEvents whose data does not fit the event type.
+    bad_data,
+    /// Durable entries whose local handling failed (to be retried).
+    handler_failures,
+    /// Durable entries moved to the dead-letter stream.
+    dead_lettered,
+    /// Connection errors met (each followed by a reconnect).
+    connection_errors,
+}
+
+impl Diagnostics {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn bump(counter: &AtomicU64) {
+        Self::add(counter, 1);
+    }
+
+    /// Counts a decode error under its kind.
+    pub(crate) fn decode_error(&self, error: &crate::wire::DecodeError) {
+        use crate::wire::DecodeError;
+        Self::bump(match error {
+            DecodeError::Malformed(_) => &self.malformed,
+            DecodeError::UnknownType { .. } => &self.unknown_type,
+            DecodeError::UnknownVersion { .. } => &self.unknown_version,
+            _ => &self.bad_data,
+        });
+    }
+}

@@ -1,0 +1,271 @@
+//! What a publish did: [`PublishReport`], with every [`HandlerFailure`] or the [`Refusal`].
+
+use crate::{EventId, EventType};
+use std::fmt;
+use std::sync::Arc;
+
+/// The outcome of one [`publish`](crate::EventBus::publish).
+///
+/// A failing handler never stops the others: each failure is recorded here, with the handler's
+/// name, and dispatch goes on.
+#[derive(Clone, Debug)]
+#[must_use = "a report tells whether every handler succeeded"]
+pub struct PublishReport {
+    event_type: &'static EventType,
+    event_id: EventId,
+    handled: usize,
+    failures: Vec<HandlerFailure>,
+    refusal: Option<Refusal>,
+}
+
+impl PublishReport {
+    pub(crate) fn new(event_type: &'static EventType, event_id: EventId) -> Self {
+        PublishReport {
+            event_type,
+            event_id,
+            handled: 0,
+            failures: Vec::new(),
+            refusal: None,
+        }
+    }
+
+    pub(crate) fn refused(
+        event_type: &'static EventType,
+        event_id: EventId,
+        refusal: Refusal,
+    ) -> Self {
+        PublishReport {
+            refusal: Some(refusal),
+            ..Self::new(event_type, event_id)
+        }
+    }
+
+    /// Records one handler call: `None` for success.
+    pub(crate) fn record(&mut self, failure: Option<HandlerFailure>) {
+        self.handled += 1;
+        if let Some(failure) = failure {
+            self.failures.push(failure);
+        }
+    }
+
+    /// Records a middleware that failed (it is not a handler, so `handled` does not change).
+    pub(crate) fn record_middleware_failure(&mut self, failure: HandlerFailure) {
+        self.failures.push(failure);
+    }
+
+    /// `true` when the event was dispatched (not refused or filtered) and nothing failed.
+    pub fn is_ok(&self) -> bool {
+        self.failures.is_empty() && self.refusal.is_none()
+    }
+
+    /// `Some` when a middleware filtered the event out: its name and reason.
+    pub fn filtered(&self) -> Option<(&str, &str)> {
+        match &self.refusal {
+            Some(Refusal::Filtered { middleware, reason }) => Some((middleware, reason)),
+            _ => None,
+        }
+    }
+
+    /// How many handlers ran (successfully or not). `0` means the event reached no handler.
+    pub fn handled(&self) -> usize {
+        self.handled
+    }
+
+    /// How many handlers ran and succeeded.
+    pub fn succeeded(&self) -> usize {
+        let failed_handlers = self.failures.iter().filter(|f| !f.middleware).count();
+        self.handled - failed_handlers
+    }
+
+    /// The handlers that returned `Err` or panicked, in the order they ran.
+    pub fn failures(&self) -> &[HandlerFailure] {
+        &self.failures
+    }
+
+    /// Why the event was not dispatched at all, if it was not.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        self.refusal.as_ref()
+    }
+
+    /// The published event's type.
+    pub fn event_type(&self) -> &'static EventType {
+        self.event_type
+    }
+
+    /// The published event's id.
+    pub fn event_id(&self) -> EventId {
+        self.event_id
+    }
+
+    /// `Ok(self)` when [`is_ok`](Self::is_ok), else the report as an error, for `?`.
+    pub fn into_result(self) -> Result<Self, PublishError> {
+        if self.is_ok() {
+            Ok(self)
+        } else {
+            Err(PublishError(Box::new(self)))
+        }
+    }
+}
+
+/// One handler (or middleware) that failed.
+#[derive(Clone, Debug)]
+pub struct HandlerFailure {
+    handler: Arc<str>,
+    kind: FailureKind,
+    attempts: u32,
+    middleware: bool,
+}
+
+impl HandlerFailure {
+    pub(crate) fn handler_failed(handler: &Arc<str>, kind: FailureKind, attempts: u32) -> Self {
+        HandlerFailure {
+            handler: Arc::clone(handler),
+            kind,
+            attempts,
+            middleware: false,
+        }
+    }
+
+    pub(crate) fn middleware_failed(middleware: &Arc<str>, kind: FailureKind) -> Self {
+        HandlerFailure {
+            handler: Arc::clone(middleware),
+            kind,
+            attempts: 1,
+            middleware: true,
+        }
+    }
+
+    /// The handler's name: the fn path of a `#[handler]`, or the subscription's name (or the
+    /// middleware's name when [`is_middleware`](Self::is_middleware)).
+    pub fn handler(&self) -> &str {
+        &self.handler
+    }
+
+    /// How many times the handler was tried (more than 1 with a retry policy).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// `true` when a middleware failed, not a handler.
+    pub fn is_middleware(&self) -> bool {
+        self.middleware
+    }
+
+    /// How it failed.
+    pub fn kind(&self) -> &FailureKind {
+        &self.kind
+    }
+
+    /// `true` when the handler panicked rather than returning `Err`.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.kind, FailureKind::Panic(_))
+    }
+}
+
+impl fmt::Display for HandlerFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.kind, f)
+    }
+}
+
+/// How a handler failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// It returned `Err`; this is the error's `Display` text.
+    Error(String),
+    /// It panicked; this is the panic message.
+    Panic(String),
+    /// It ran past its timeout and was cancelled.
+    TimedOut(std::time::Duration),
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureKind::Error(message) => f.write_str(message),
+            FailureKind::Panic(message) => write!(f, "panicked: {message}"),
+            FailureKind::TimedOut(limit) => write!(f, "timed out after {limit:?}"),
+        }
+    }
+}
+
+/// Why a publish was refused before any handler ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// A chain of handlers publishing follow-up events went deeper than
+    /// [`max_depth`](crate::EventBusBuilder::max_depth): an event storm.
+    TooDeep {
+        /// The configured limit.
+        max_depth: u32,
+        /// Event names from the first publish to the refused one.
+        chain: Vec<&'static str>,
+    },
+    /// [`shutdown`](crate::EventBus::shutdown) was called.
+    ShutDown,
+    /// A middleware filtered the event out (see
+    /// [`Envelope::filter`](crate::middleware::Envelope::filter)).
+    Filtered {
+        /// The middleware's name.
+        middleware: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::TooDeep { max_depth, chain } => write!(
+                f,
+                "event storm: publish chain deeper than max_depth {max_depth}: {}",
+                chain.join(" -> ")
+            ),
+            Refusal::ShutDown => f.write_str("the bus is shut down"),
+            Refusal::Filtered { middleware, reason } => {
+                write!(f, "filtered by middleware `{middleware}`: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// A [`PublishReport`] that was not ok, as an error (see [`PublishReport::into_result`]).
+#[derive(Clone, Debug)]
+pub struct PublishError(Box<PublishReport>);
+
+impl PublishError {
+    /// The full report.
+    pub fn report(&self) -> &PublishReport {
+        &self.0
+    }
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let report = &self.0;
+        if let Some(refusal) = &report.refusal {
+            return write!(f, "{} was refused: {refusal}", report.event_type.name());
+        }
+        write!(
+            f,
+            "{} of {} handlers of {} failed",
+            report.failures.len(),
+            report.handled,
+            report.event_type.name()
+        )?;
+        for failure in &report.failures {
+            let what = if failure.middleware {
+                "middleware "
+            } else {
+                ""
+            };
+            write!(f, "; {what}{}: {}", failure.handler, failure.kind)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PublishError {}

@@ -1,0 +1,615 @@
+//! The CloudEvents 1.0 JSON envelope (structured mode).
+// Only the bridges (behind features) send and receive; the codec is always built and tested.
+#![cfg_attr(not(feature = "redis"), allow(dead_code))]
+
+use super::registry::registry;
+use crate::context::Meta;
+use crate::event::ErasedEvent;
+use crate::{AnyEvent, EventId, Headers};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+use std::time::SystemTime;
+
+const SPEC_VERSION: &str = "1.0";
+const CONTENT_TYPE: &str = "application/json";
+/// Attributes with a meaning of their own: never taken from, or turned into, headers.
+const RESERVED: &[&str] = &[
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "datacontenttype",
+    "dataschema",
+    "subject",
+    "data",
+    "data_base64",
+    "eventversion",
+    "correlationid",
+    "causationid",
+    "instanceid",
+];
+
+/// The envelope's attributes; `data` is appended after them (see [`encode`]).
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    specversion: &'static str,
+    id: &'a str,
+    source: &'a str,
+    #[serde(rename = "type")]
+    ty: &'static str,
+    time: &'a str,
+    datacontenttype: &'static str,
+    eventversion: u32,
+    correlationid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    causationid: Option<&'a str>,
+    instanceid: &'a str,
+    #[serde(flatten)]
+    extensions: Extensions<'a>,
+}
+
+/// Headers sent as extension attributes.
+struct Extensions<'a>(Vec<(&'a str, &'a str)>);
+
+impl Serialize for Extensions<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().copied())
+    }
+}
+
+/// Why an event could not be encoded.
+#[derive(Debug)]
+pub(crate) enum EncodeError {
+    /// Its type is not `#[event(distributed)]`.
+    NotDistributed(&'static str),
+    /// serde failed.
+    Serialize(serde_json::Error),
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::NotDistributed(name) => write!(
+                f,
+                "`{name}` cannot be sent: mark its type `#[event(distributed)]`"
+            ),
+            EncodeError::Serialize(error) => write!(f, "cannot serialise the event: {error}"),
+        }
+    }
+}
+
+/// Encodes an event as a CloudEvent. Headers whose names are not valid extension names are
+/// left out (and logged).
+pub(crate) fn encode(
+    event: &dyn ErasedEvent,
+    meta: &Meta,
+    source: &str,
+    instance: &str,
+) -> Result<String, EncodeError> {
+    let event_type = meta.event_type;
+    let registration = registry()
+        .by_type(event_type.type_id())
+        .ok_or(EncodeError::NotDistributed(event_type.name()))?;
+    let part = event.part(0).expect("level 0 is the event itself");
+    let mut extensions = Vec::new();
+    for (name, value) in meta.headers.iter() {
+        if is_extension_name(name) && !RESERVED.contains(&name) {
+            extensions.push((name, value));
+        } else {
+            tracing::warn!(
+                header = name,
+                event = event_type.name(),
+                "header not sent: not a valid CloudEvents extension name (a-z0-9, at most 20)"
+            );
+        }
+    }
+    let (id, correlation_id) = (meta.id.hyphenated(), meta.correlation_id.hyphenated());
+    let causation_id = meta.causation_id.map(EventId::hyphenated);
+    let time = humantime::format_rfc3339_millis(meta.time()).to_string();
+    let outgoing = Outgoing {
+        specversion: SPEC_VERSION,
+        id: &id,
+        source,
+        ty: event_type.name(),
+        time: &time,
+        datacontenttype: CONTENT_TYPE,
+        eventversion: event_type.version(),
+        correlationid: &correlation_id,
+        causationid: causation_id.as_deref(),
+        instanceid: instance,
+        extensions: Extensions(extensions),
+    };
+    // The attributes, then `"data":` and the event written straight into the same buffer: the
+    // event is serialised once, with no intermediate value.
+    let mut json = serde_json::to_vec(&outgoing).map_err(EncodeError::Serialize)?;
+    json.pop(); // the closing brace
+    json.extend_from_slice(b",\"data\":");
+    (registration.encode)(part, &mut json).map_err(EncodeError::Serialize)?;
+    json.push(b'}');
+    Ok(String::from_utf8(json).expect("serde_json writes UTF-8"))
+}
+
+fn is_extension_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 20
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// A decoded CloudEvent, ready to be published on the local bus.
+pub(crate) struct Incoming {
+    pub(crate) event: AnyEvent,
+    pub(crate) id: EventId,
+    /// The `id` attribute as sent, for de-duplication.
+    pub(crate) remote_id: String,
+    pub(crate) source: String,
+    pub(crate) time: SystemTime,
+    pub(crate) correlation_id: EventId,
+    pub(crate) causation_id: Option<EventId>,
+    pub(crate) headers: Headers,
+}
+
+/// Why a message from the wire could not be turned into an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Not JSON, not a CloudEvents 1.0 object, or a required attribute is missing or invalid.
+    Malformed(String),
+    /// No distributed event type has this name.
+    UnknownType {
+        /// The `type` attribute.
+        name: String,
+    },
+    /// The name is known, but not at this version.
+    UnknownVersion {
+        /// The `type` attribute.
+        name: String,
+        /// The `eventversion` extension.
+        version: u32,
+    },
+    /// `data` does not fit the event type.
+    BadData {
+        /// The `type` attribute.
+        name: String,
+        /// The `eventversion` extension.
+        version: u32,
+        /// What serde said.
+        error: String,
+    },
+}
+
+impl DecodeError {
+    /// A short, stable label: `malformed`, `unknown_type`, `unknown_version` or `bad_data`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DecodeError::Malformed(_) => "malformed",
+            DecodeError::UnknownType { .. } => "unknown_type",
+            DecodeError::UnknownVersion { .. } => "unknown_version",
+            DecodeError::BadData { .. } => "bad_data",
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Malformed(why) => write!(f, "malformed CloudEvent: {why}"),
+            DecodeError::UnknownType { name } => write!(f, "unknown event type `{name}`"),
+            DecodeError::UnknownVersion { name, version } => {
+                write!(f, "event type `{name}` is not known at version {version}")
+            }
+            DecodeError::BadData {
+                name,
+                version,
+                error,
+            } => write!(f, "data does not fit `{name}` v{version}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// A received CloudEvent whose attributes are read and checked, borrowed from the message. Its
+/// data is decoded only by [`Envelope::decode`], so a bridge skips its own events cheaply.
+pub(crate) struct Envelope<'a> {
+    remote_id: Cow<'a, str>,
+    source: Cow<'a, str>,
+    instance: Option<Cow<'a, str>>,
+    name: Cow<'a, str>,
+    version: u32,
+    time: SystemTime,
+    correlation_id: Option<EventId>,
+    causation_id: Option<EventId>,
+    data: &'a RawValue,
+    extensions: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> Envelope<'a> {
+    /// Reads the envelope in one pass and checks every attribute; the data stays raw.
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let malformed = DecodeError::Malformed;
+        let Members {
+            specversion,
+            id,
+            source,
+            ty,
+            time,
+            datacontenttype,
+            correlationid,
+            causationid,
+            instanceid,
+            eventversion,
+            data,
+            extensions,
+        } = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
+        let specversion = string(specversion, "specversion", true)?.unwrap_or_default();
+        if specversion != SPEC_VERSION {
+            return Err(malformed(format!(
+                "unsupported specversion {specversion:?}"
+            )));
+        }
+        let time = match string(time, "time", false)? {
+            Some(text) => humantime::parse_rfc3339_weak(&text)
+                .map_err(|e| malformed(format!("`time` {text:?}: {e}")))?,
+            None => SystemTime::now(),
+        };
+        if let Some(content_type) = string(datacontenttype, "datacontenttype", false)? {
+            if !content_type.starts_with(CONTENT_TYPE) {
+                return Err(malformed(format!(
+                    "unsupported datacontenttype {content_type:?}"
+                )));
+            }
+        }
+        let version = match eventversion {
+            Some(raw) => serde_json::from_str::<u32>(raw.get())
+                .map_err(|_| malformed("`eventversion` must be a non-negative integer".into()))?,
+            None => 1,
+        };
+        let parse_id = |text: Option<Cow<str>>| text.and_then(|t| t.parse::<EventId>().ok());
+        Ok(Envelope {
+            remote_id: string(id, "id", true)?.unwrap_or_default(),
+            source: string(source, "source", true)?.unwrap_or_default(),
+            instance: string(instanceid, "instanceid", false)?,
+            name: string(ty, "type", true)?.unwrap_or_default(),
+            version,
+            time,
+            correlation_id: parse_id(string(correlationid, "correlationid", false)?),
+            causation_id: parse_id(string(causationid, "causationid", false)?),
+            data: data.ok_or_else(|| malformed("missing `data`".into()))?,
+            extensions,
+        })
+    }
+
+    /// The service that sent it.
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The bridge instance that sent it, if it said.
+    pub(crate) fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
+    }
+
+    /// Rebuilds the typed event by its registered (name, version).
+    pub(crate) fn decode(self) -> Result<Incoming, DecodeError> {
+        let Envelope { name, version, .. } = &self;
+        let registration =
+            registry()
+                .by_name(name, *version)
+                .map_err(|known_name| match known_name {
+                    true => DecodeError::UnknownVersion {
+                        name: name.to_string(),
+                        version: *version,
+                    },
+                    false => DecodeError::UnknownType {
+                        name: name.to_string(),
+                    },
+                })?;
+        let event = (registration.decode)(self.data).map_err(|e| DecodeError::BadData {
+            name: name.to_string(),
+            version: *version,
+            error: e.to_string(),
+        })?;
+        let mut headers = Headers::new();
+        for (key, raw) in self.extensions {
+            // Extensions are strings on our side; other JSON values keep their JSON text.
+            let value = match serde_json::from_str::<Attribute>(raw.get()) {
+                Ok(Attribute::Text(text)) => text.into_owned(),
+                _ => raw.get().to_owned(),
+            };
+            headers.insert(key.into_owned(), value);
+        }
+        let id = self.remote_id.parse().unwrap_or_default();
+        Ok(Incoming {
+            event,
+            id,
+            correlation_id: self.correlation_id.unwrap_or(id),
+            causation_id: self.causation_id,
+            remote_id: self.remote_id.into_owned(),
+            source: self.source.into_owned(),
+            time: self.time,
+            headers,
+        })
+    }
+}
+
+/// An envelope's members as read in one pass: string attributes parsed in place (borrowed
+/// unless escaped), `data` and extensions left raw. A repeated member keeps its last value.
+#[derive(Default)]
+struct Members<'a> {
+    specversion: Option<Attribute<'a>>,
+    id: Option<Attribute<'a>>,
+    source: Option<Attribute<'a>>,
+    ty: Option<Attribute<'a>>,
+    time: Option<Attribute<'a>>,
+    datacontenttype: Option<Attribute<'a>>,
+    correlationid: Option<Attribute<'a>>,
+    causationid: Option<Attribute<'a>>,
+    instanceid: Option<Attribute<'a>>,
+    eventversion: Option<&'a RawValue>,
+    data: Option<&'a RawValue>,
+    extensions: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+/// A string attribute's text: an error when it is not a string, or missing and `required`.
+fn string<'a>(
+    value: Option<Attribute<'a>>,
+    name: &str,
+    required: bool,
+) -> Result<Option<Cow<'a, str>>, DecodeError> {
+    match value {
+        Some(Attribute::Text(text)) => Ok(Some(text)),
+        Some(Attribute::NotText) => {
+            Err(DecodeError::Malformed(format!("`{name}` must be a string")))
+        }
+        None if required => Err(DecodeError::Malformed(format!("missing `{name}`"))),
+        None => Ok(None),
+    }
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> Visitor<'de> for Object {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a CloudEvents JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut m = Members::default();
+                while let Some(Text(key)) = map.next_key()? {
+                    match &*key {
+                        "specversion" => m.specversion = Some(map.next_value()?),
+                        "id" => m.id = Some(map.next_value()?),
+                        "source" => m.source = Some(map.next_value()?),
+                        "type" => m.ty = Some(map.next_value()?),
+                        "time" => m.time = Some(map.next_value()?),
+                        "datacontenttype" => m.datacontenttype = Some(map.next_value()?),
+                        "correlationid" => m.correlationid = Some(map.next_value()?),
+                        "causationid" => m.causationid = Some(map.next_value()?),
+                        "instanceid" => m.instanceid = Some(map.next_value()?),
+                        "eventversion" => m.eventversion = Some(map.next_value()?),
+                        "data" => m.data = Some(map.next_value()?),
+                        reserved if RESERVED.contains(&reserved) => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        _ => m.extensions.push((key, map.next_value()?)),
+                    }
+                }
+                Ok(m)
+            }
+        }
+        deserializer.deserialize_map(Object)
+    }
+}
+
+/// A JSON value expected to be a string: the text (borrowed from the input unless it has
+/// escapes), or the mark that it was something else.
+enum Attribute<'a> {
+    Text(Cow<'a, str>),
+    NotText,
+}
+
+impl<'de> Deserialize<'de> for Attribute<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AnyValue;
+        impl<'de> Visitor<'de> for AnyValue {
+            type Value = Attribute<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(Attribute::Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Attribute::Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
+                Ok(Attribute::Text(Cow::Owned(text)))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Attribute::NotText)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Attribute::NotText)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Attribute::NotText)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Attribute::NotText)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Attribute::NotText)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Attribute::NotText)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Attribute::NotText)
+            }
+        }
+        deserializer.deserialize_any(AnyValue)
+    }
+}
+
+/// A JSON string (an object key), borrowed from the input unless it has escapes.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Attribute::deserialize(deserializer)? {
+            Attribute::Text(text) => Ok(Text(text)),
+            Attribute::NotText => Err(serde::de::Error::custom("expected a string")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Event;
+    use serde::Deserialize;
+
+    fn decode(bytes: &[u8]) -> Result<Incoming, DecodeError> {
+        Envelope::parse(bytes)?.decode()
+    }
+
+    #[derive(Event, Serialize, Deserialize, Debug, PartialEq, Clone)]
+    #[event(name = "test.root", distributed)]
+    struct Root {
+        at: u64,
+    }
+
+    #[derive(Event, Serialize, Deserialize, Debug, PartialEq, Clone)]
+    #[event(extends = Root, name = "test.child", version = 2, distributed)]
+    struct Child {
+        #[event(base)]
+        base: Root,
+        note: String,
+    }
+
+    fn child() -> Child {
+        Child {
+            base: Root { at: 5 },
+            note: "hi".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_the_event_ids_and_headers() {
+        let mut meta = Meta::root(Child::TYPE);
+        meta.headers.insert("tenant", "acme");
+        meta.headers.insert("Bad-Name", "dropped");
+        let json = encode(&child(), &meta, "orders", "i-1").unwrap();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["specversion"], "1.0");
+        assert_eq!(value["type"], "test.child");
+        assert_eq!(value["eventversion"], 2);
+        assert_eq!(value["source"], "orders");
+        assert_eq!(value["tenant"], "acme");
+        assert!(value.get("Bad-Name").is_none());
+        assert_eq!(value["data"]["note"], "hi");
+
+        let incoming = decode(json.as_bytes()).unwrap();
+        assert_eq!(incoming.id, meta.id);
+        assert_eq!(incoming.correlation_id, meta.id);
+        assert_eq!(incoming.source, "orders");
+        let envelope = Envelope::parse(json.as_bytes()).unwrap();
+        assert_eq!(
+            (envelope.source(), envelope.instance()),
+            ("orders", Some("i-1"))
+        );
+        assert_eq!(incoming.headers.get("tenant"), Some("acme"));
+        assert_eq!(incoming.event.downcast_ref::<Child>(), Some(&child()));
+        assert_eq!(incoming.event.downcast_ref::<Root>(), Some(&Root { at: 5 }));
+    }
+
+    #[test]
+    fn every_kind_of_bad_input_is_a_typed_error() {
+        let good = encode(&child(), &Meta::root(Child::TYPE), "s", "i").unwrap();
+        let with = |key: &str, value: serde_json::Value| {
+            let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
+            v[key] = value;
+            v.to_string()
+        };
+        let label = |bytes: &[u8]| decode(bytes).err().map(|e| e.label());
+        assert_eq!(label(b"{not json"), Some("malformed"));
+        assert_eq!(label(b"[1,2]"), Some("malformed"));
+        assert_eq!(
+            label(with("specversion", "0.3".into()).as_bytes()),
+            Some("malformed")
+        );
+        assert_eq!(
+            label(with("type", "nobody.knows".into()).as_bytes()),
+            Some("unknown_type")
+        );
+        assert_eq!(
+            label(with("eventversion", 9.into()).as_bytes()),
+            Some("unknown_version")
+        );
+        assert_eq!(
+            label(with("data", serde_json::json!({"x": 1})).as_bytes()),
+            Some("bad_data")
+        );
+        assert_eq!(
+            label(with("time", "yesterday".into()).as_bytes()),
+            Some("malformed")
+        );
+        let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
+        v.as_object_mut().unwrap().remove("id");
+        assert_eq!(
+            decode(v.to_string().as_bytes()).err(),
+            Some(DecodeError::Malformed("missing `id`".into()))
+        );
+    }
+
+    #[test]
+    fn escapes_repeats_and_non_string_values_are_read_as_json_means_them() {
+        let good = encode(&child(), &Meta::root(Child::TYPE), "s", "i").unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
+        v["source"] = "or\"ders\u{e9}".into();
+        v["tenant"] = serde_json::json!({"id": [1, 2]});
+        v["region"] = "eu".into();
+        // An escaped key, and a repeated one whose last value wins.
+        let json = v
+            .to_string()
+            .replacen('{', r#"{"ty\u0070e":"nobody.knows","#, 1);
+        let incoming = decode(json.as_bytes()).unwrap();
+        assert_eq!(incoming.source, "or\"ders\u{e9}");
+        assert_eq!(incoming.headers.get("tenant"), Some(r#"{"id":[1,2]}"#));
+        assert_eq!(incoming.headers.get("region"), Some("eu"));
+
+        for (key, value) in [
+            ("id", serde_json::json!(7)),
+            ("time", serde_json::json!(["x"])),
+        ] {
+            let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
+            v[key] = value;
+            assert_eq!(
+                decode(v.to_string().as_bytes()).err(),
+                Some(DecodeError::Malformed(format!("`{key}` must be a string")))
+            );
+        }
+        let truncated = &good[..good.len() / 2];
+        assert_eq!(
+            decode(truncated.as_bytes()).err().map(|e| e.label()),
+            Some("malformed")
+        );
+    }
+
+    #[test]
+    fn an_event_not_marked_distributed_cannot_be_encoded() {
+        #[derive(Event)]
+        struct Local;
+        let error = encode(&Local, &Meta::root(Local::TYPE), "s", "i").unwrap_err();
+        assert!(error.to_string().contains("#[event(distributed)]"));
+    }
+}

@@ -1,0 +1,121 @@
+//! Code generation for `#[derive(Event)]`.
+
+use super::EventDef;
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+pub(super) fn expand(def: &EventDef) -> TokenStream {
+    let ident = def.ident;
+    let rust_name = quote!(::core::concat!(
+        ::core::module_path!(),
+        "::",
+        ::core::stringify!(#ident)
+    ));
+    let name = match &def.name {
+        Some(lit) => quote!(#lit),
+        None => rust_name.clone(),
+    };
+    let version = def.version.unwrap_or(1);
+    let (parent_type, ancestor_at, ancestor_at_mut) = match &def.parent {
+        Some(parent) => {
+            let path = &parent.path;
+            let member = &parent.member;
+            // Spanned at `extends = X`: a non-event parent is reported there.
+            let parent_type = quote_spanned!(path.span()=>
+                ::core::option::Option::Some(<#path as ::eventbus_core::Event>::TYPE)
+            );
+            // Spanned at the base field's type: a field of another type than `extends` is reported there.
+            let base_ref = quote_spanned!(parent.field_ty.span()=> {
+                let base: &#path = &self.#member;
+                base
+            });
+            let ancestor_at = quote! {
+                match level {
+                    0 => ::core::option::Option::Some(self),
+                    _ => <#path as ::eventbus_core::Event>::ancestor_at(#base_ref, level - 1),
+                }
+            };
+            // Through the field's own type: `ancestor_at` above already reports a mismatch.
+            let field_ty = parent.field_ty;
+            let ancestor_at_mut = quote! {
+                match level {
+                    0 => ::core::option::Option::Some(self),
+                    _ => <#field_ty as ::eventbus_core::Event>::ancestor_at_mut(&mut self.#member, level - 1),
+                }
+            };
+            (parent_type, ancestor_at, ancestor_at_mut)
+        }
+        None => {
+            let root = quote! {
+                match level {
+                    0 => ::core::option::Option::Some(self),
+                    _ => ::core::option::Option::None,
+                }
+            };
+            (quote!(::core::option::Option::None), root.clone(), root)
+        }
+    };
+
+    // Spanned at `distributed`: a type that is not serde-able is reported there.
+    let wire = def.distributed.map(|span| {
+        let ident = syn::Ident::new(&ident.to_string(), span);
+        quote_spanned! {span=>
+            const _: () = {
+                ::eventbus_core::__private::inventory::submit! {
+                    ::eventbus_core::__private::WireRegistration::new(
+                        <#ident as ::eventbus_core::Event>::TYPE,
+                        ::eventbus_core::__private::encode_event::<#ident>,
+                        ::eventbus_core::__private::decode_event::<#ident>,
+                    )
+                }
+            };
+        }
+    });
+
+    quote! {
+        #wire
+
+        #[automatically_derived]
+        #[allow(unused_qualifications)]
+        impl ::eventbus_core::Event for #ident {
+            const TYPE: &'static ::eventbus_core::EventType = &::eventbus_core::__private::EventType::new(
+                #name,
+                #version,
+                #rust_name,
+                ::eventbus_core::__private::type_id::<#ident>,
+                #parent_type,
+            );
+
+            #[inline]
+            fn ancestor_at(&self, level: usize)
+                -> ::core::option::Option<&(dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync)>
+            {
+                #ancestor_at
+            }
+
+            #[inline]
+            fn ancestor_at_mut(&mut self, level: usize)
+                -> ::core::option::Option<&mut (dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync)>
+            {
+                #ancestor_at_mut
+            }
+
+            fn clone_event(&self) -> ::core::option::Option<::eventbus_core::__private::AnyEvent> {
+                // Autoref specialisation: picks `Clone::clone` when the type is `Clone`, else `None`.
+                #[allow(unused_imports)]
+                use ::eventbus_core::__private::{CloneIfClone as _, CloneUnavailable as _};
+                (&&::eventbus_core::__private::CloneProbe(self)).clone_event()
+            }
+        }
+
+        const _: () = {
+            ::eventbus_core::__private::inventory::submit! {
+                ::eventbus_core::__private::EventRegistration::new(
+                    <#ident as ::eventbus_core::Event>::TYPE,
+                    ::core::module_path!(),
+                )
+            }
+        };
+    }
+}

@@ -1,0 +1,238 @@
+//! `#[handler]`: parse the function into [`HandlerDef`], validating as we go, then expand.
+
+mod expand;
+
+use crate::attr::{self, Slot};
+use crate::errors::Errors;
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{FnArg, ItemFn, LitStr, Path, Type};
+
+const KEYS: &[&str] = &[
+    "priority",
+    "name",
+    "timeout_ms",
+    "retry",
+    "backoff_ms",
+    "on_error",
+];
+
+/// A validated handler function.
+pub(crate) struct HandlerDef<'a> {
+    pub func: &'a ItemFn,
+    pub priority: i32,
+    pub name: Option<LitStr>,
+    pub timeout_ms: Option<u64>,
+    pub retry: Option<u32>,
+    pub backoff_ms: Option<u64>,
+    pub on_error: Option<Path>,
+    pub params: Vec<Param<'a>>,
+}
+
+pub(crate) enum Param<'a> {
+    /// `&E`: the event part the handler subscribes to.
+    Event(&'a Type),
+    /// Anything else is resolved through `HandlerParam` (`Context`, `State<T>`).
+    Extracted(&'a Type),
+}
+
+pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            // Not a (complete) fn: keep the user's tokens so the rest of the file still type-checks.
+            let error = syn::Error::new(
+                proc_macro2::Span::call_site(),
+                "`#[handler]` goes on a free function, e.g. `#[handler] fn on_order(e: &OrderPlaced) {}`",
+            )
+            .to_compile_error();
+            return quote::quote!(#error #item);
+        }
+    };
+    elide_context_lifetime(&mut func);
+    let mut errors = Errors::default();
+    let def = parse(&args, &func, &mut errors);
+    let compile_errors = errors.to_compile_errors();
+    match def {
+        Some(def) if errors.is_empty() => expand::expand(&def),
+        // On error keep the function itself, so calls to it do not cascade into more errors.
+        _ => quote::quote!(#compile_errors #func),
+    }
+}
+
+fn parse<'a>(args: &TokenStream, func: &'a ItemFn, errors: &mut Errors) -> Option<HandlerDef<'a>> {
+    let mut priority = Slot::<i32>::new("priority");
+    let mut name = Slot::<LitStr>::new("name");
+    let mut timeout_ms = Slot::<u64>::new("timeout_ms");
+    let mut retry = Slot::<u32>::new("retry");
+    let mut backoff_ms = Slot::<u64>::new("backoff_ms");
+    let mut on_error = Slot::<Path>::new("on_error");
+    let parser = syn::meta::parser(|meta| {
+        let span = meta.path.span();
+        if meta.path.is_ident("priority") {
+            priority.set(span, attr::int_value(&meta, "priority", "100")?, errors);
+        } else if meta.path.is_ident("name") {
+            let lit = attr::string_value(&meta, "name")?;
+            if lit.value().trim().is_empty() {
+                errors.error(&lit, "handler `name` must not be empty");
+            }
+            name.set(span, lit, errors);
+        } else if meta.path.is_ident("timeout_ms") {
+            let ms: u64 = attr::int_value(&meta, "timeout_ms", "500")?;
+            if ms == 0 {
+                errors.error(&meta.path, "`timeout_ms` must be at least 1");
+            }
+            timeout_ms.set(span, ms, errors);
+        } else if meta.path.is_ident("retry") {
+            retry.set(span, attr::int_value(&meta, "retry", "3")?, errors);
+        } else if meta.path.is_ident("backoff_ms") {
+            backoff_ms.set(span, attr::int_value(&meta, "backoff_ms", "100")?, errors);
+        } else if meta.path.is_ident("on_error") {
+            let path: Path = meta.value()?.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "`on_error` takes the path of a fn(&HandlerFailure, Context), e.g. `on_error = alert_ops`",
+                )
+            })?;
+            on_error.set(span, path, errors);
+        } else {
+            return Err(attr::unknown_key(&meta, "handler", KEYS));
+        }
+        Ok(())
+    });
+    if let Err(e) = parser.parse2(args.clone()) {
+        errors.push(e);
+    }
+    if let (Some(span), None) = (backoff_ms.span(), retry.get()) {
+        errors.push(syn::Error::new(
+            span,
+            "`backoff_ms` applies to retries: add `retry = N` as well",
+        ));
+    }
+
+    let sig = &func.sig;
+    if let Some(param) = sig.generics.type_params().next() {
+        errors.error(
+            param,
+            "a `#[handler]` cannot be generic: it is registered once, for one event type; \
+             write one handler per concrete event (or handle their common parent type)",
+        );
+    }
+    if let Some(param) = sig.generics.const_params().next() {
+        errors.error(param, "a `#[handler]` cannot have const generic parameters");
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.error(unsafety, "a `#[handler]` cannot be `unsafe fn`");
+    }
+    if let Some(abi) = &sig.abi {
+        errors.error(abi, "a `#[handler]` cannot have an `extern` ABI");
+    }
+
+    let mut params = Vec::with_capacity(sig.inputs.len());
+    let mut event_seen = false;
+    for input in &sig.inputs {
+        let ty = match input {
+            FnArg::Receiver(receiver) => {
+                errors.error(
+                    receiver,
+                    "a `#[handler]` cannot take `self`: make it a free function and pass shared \
+                     data as `State<T>` (given to the bus with `EventBus::builder().state(..)`)",
+                );
+                continue;
+            }
+            FnArg::Typed(typed) => &*typed.ty,
+        };
+        match ty {
+            Type::Reference(reference) if reference.mutability.is_some() => {
+                event_seen = true; // it is the event, wrongly borrowed: one error is enough
+                errors.error(
+                    reference,
+                    "a handler sees an event shared with other handlers: take it by shared \
+                     reference `&T`, not `&mut T`",
+                );
+            }
+            Type::Reference(reference) if event_seen => {
+                errors.error(
+                    reference,
+                    "a handler takes exactly one event parameter (`&E`); other parameters must \
+                     be `Context` or `State<T>`",
+                );
+            }
+            Type::Reference(reference) => {
+                event_seen = true;
+                params.push(Param::Event(&reference.elem));
+            }
+            Type::ImplTrait(impl_trait) => {
+                errors.error(
+                    impl_trait,
+                    "a `#[handler]` cannot be generic (`impl Trait` parameter); name a concrete type",
+                );
+            }
+            other => params.push(Param::Extracted(other)),
+        }
+    }
+    if !event_seen {
+        let by_value = params.iter().find_map(|p| match p {
+            Param::Extracted(ty) if !is_extractor_name(ty) => Some(*ty),
+            _ => None,
+        });
+        match by_value {
+            Some(ty) => errors.error(
+                ty,
+                format!(
+                    "a handler takes its event by reference: write `&{}`",
+                    ty.to_token_stream().to_string().replace(' ', "")
+                ),
+            ),
+            None => errors.error(
+                &sig.ident,
+                "a `#[handler]` needs the event as a parameter taken by reference, \
+                 e.g. `fn on_order(e: &OrderPlaced)`",
+            ),
+        }
+    }
+    errors.is_empty().then(|| HandlerDef {
+        func,
+        priority: priority.get().copied().unwrap_or(0),
+        name: name.take(),
+        timeout_ms: timeout_ms.take(),
+        retry: retry.take(),
+        backoff_ms: backoff_ms.take(),
+        on_error: on_error.take(),
+        params,
+    })
+}
+
+/// `async fn` forbids eliding a path's lifetime (E0726), yet `ctx: Context` is how a handler is
+/// meant to read; so a bare `Context` parameter becomes `Context<'_>`.
+fn elide_context_lifetime(func: &mut ItemFn) {
+    for input in &mut func.sig.inputs {
+        let FnArg::Typed(typed) = input else { continue };
+        let Type::Path(path) = &mut *typed.ty else {
+            continue;
+        };
+        let Some(last) = path.path.segments.last_mut() else {
+            continue;
+        };
+        if last.ident == "Context" && last.arguments.is_none() {
+            last.arguments = syn::PathArguments::AngleBracketed(
+                syn::parse_quote_spanned!(last.ident.span()=> <'_>),
+            );
+        }
+    }
+}
+
+/// Whether a type is spelled like one of the extractors; used only to word the error for an
+/// event taken by value, never to decide what a parameter is.
+fn is_extractor_name(ty: &Type) -> bool {
+    match ty {
+        Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "Context" || s.ident == "State"),
+        _ => false,
+    }
+}

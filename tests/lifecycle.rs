@@ -1,0 +1,166 @@
+//! Fire-and-forget `emit`, graceful `shutdown`, runtime subscriptions, concurrent publishers.
+
+use eventbus_core::{Context, EmitErrorKind, Event, EventBus, Refusal, Subscription};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Barrier;
+
+#[derive(Event, Debug)]
+struct Job(u32);
+
+#[derive(Event, Debug)]
+struct Step(u32);
+
+fn counter(bus: &EventBus) -> (Arc<AtomicUsize>, Subscription) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let sub = bus.subscribe_async(move |_: &Job| {
+        let c = c.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (count, sub)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_every_emitted_event() {
+    let bus = EventBus::new();
+    let (count, _sub) = counter(&bus);
+    for i in 0..500 {
+        bus.emit(Job(i)).unwrap();
+    }
+    bus.shutdown().await;
+    assert_eq!(count.load(Ordering::SeqCst), 500);
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_follow_ups_emitted_while_draining() {
+    let bus = EventBus::new();
+    let steps = Arc::new(AtomicUsize::new(0));
+    let _chain = bus.subscribe(|e: &Step, ctx: Context| {
+        if e.0 < 10 {
+            ctx.emit(Step(e.0 + 1))
+                .expect("follow-ups of in-flight work are accepted");
+        }
+    });
+    let s = steps.clone();
+    let _count = bus.subscribe(move |_: &Step| {
+        s.fetch_add(1, Ordering::SeqCst);
+    });
+    bus.emit(Step(0)).unwrap();
+    bus.shutdown().await;
+    assert_eq!(steps.load(Ordering::SeqCst), 11);
+}
+
+#[tokio::test]
+async fn after_shutdown_new_events_are_refused_with_an_error() {
+    let bus = EventBus::new();
+    let (count, _sub) = counter(&bus);
+    bus.shutdown().await;
+    assert!(bus.is_shut_down());
+    let error = bus.emit(Job(1)).unwrap_err();
+    assert_eq!(error.kind(), &EmitErrorKind::Refused(Refusal::ShutDown));
+    assert_eq!(error.into_event().0, 1);
+    let report = bus.publish(Job(2)).await;
+    assert_eq!(report.refusal(), Some(&Refusal::ShutDown));
+    assert!(!report.is_ok());
+    assert_eq!(report.handled(), 0);
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn emit_outside_a_runtime_is_an_error_not_a_panic() {
+    let bus = EventBus::new();
+    let error = bus.emit(Job(1)).unwrap_err();
+    assert_eq!(error.kind(), &EmitErrorKind::NoRuntime);
+    assert_eq!(
+        error.to_string(),
+        "event not emitted: no tokio runtime is running"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_do_not_serialize_on_handler_calls() {
+    // Both publishes must be inside the handler at once to pass the barrier; a lock held
+    // across handler calls would deadlock here (the timeout turns that into a failure).
+    let bus = EventBus::new();
+    let barrier = Arc::new(Barrier::new(2));
+    async fn meet(_: &Job, barrier: Arc<Barrier>) {
+        barrier.wait().await;
+    }
+    let b = barrier.clone();
+    let _sub = bus.subscribe_async(move |e: &Job| {
+        let b = b.clone();
+        let job = Job(e.0);
+        async move { meet(&job, b).await }
+    });
+    let (a, b) = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures_join(bus.publish(Job(1)), bus.publish(Job(2))),
+    )
+    .await
+    .expect("two publishes run their handlers concurrently");
+    assert!(a.is_ok() && b.is_ok());
+}
+
+async fn futures_join<A: std::future::Future, B: std::future::Future>(
+    a: A,
+    b: B,
+) -> (A::Output, B::Output) {
+    tokio::join!(a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_concurrent_publishes_from_many_tasks_are_all_handled() {
+    let bus = EventBus::new();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let _sub = bus.subscribe(move |_: &Job| {
+        c.fetch_add(1, Ordering::Relaxed);
+    });
+    let tasks: Vec<_> = (0..100)
+        .map(|t| {
+            let bus = bus.clone();
+            tokio::spawn(async move {
+                let mut handled = 0;
+                for i in 0..100 {
+                    handled += bus.publish(Job(t * 100 + i)).await.handled();
+                }
+                handled
+            })
+        })
+        .collect();
+    let mut handled = 0;
+    for task in tasks {
+        handled += task.await.unwrap();
+    }
+    assert_eq!(handled, 10_000);
+    assert_eq!(count.load(Ordering::Relaxed), 10_000);
+}
+
+#[tokio::test]
+async fn subscriptions_made_and_dropped_while_publishing_stay_consistent() {
+    let bus = EventBus::new();
+    let count = Arc::new(AtomicUsize::new(0));
+    for round in 0..50 {
+        let c = count.clone();
+        let sub = bus.subscribe(move |_: &Job| {
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(bus.publish(Job(round)).await.handled(), 1);
+        drop(sub);
+        assert_eq!(bus.publish(Job(round)).await.handled(), 0);
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 50);
+}
+
+#[tokio::test]
+async fn a_subscription_outliving_its_bus_drops_quietly() {
+    let bus = EventBus::new();
+    let sub = bus.subscribe(|_: &Job| {});
+    drop(bus);
+    assert!(!sub.unsubscribe());
+}

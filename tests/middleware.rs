@@ -1,0 +1,347 @@
+//! Middleware: order, filter, transform, wrap, scope, async checks, panics, and the
+//! ready-made logging, authorization and metrics middleware.
+
+use eventbus_core::middleware::{self, Authorize, Envelope, Logging, Metrics, Next};
+use eventbus_core::{Context, Event, EventBus, FailureKind, Refusal};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Event, Clone, Debug)]
+#[event(name = "domain")]
+struct DomainEvent {
+    actor: String,
+}
+
+#[derive(Event, Clone, Debug)]
+#[event(extends = DomainEvent, name = "user.registered")]
+struct UserRegistered {
+    #[event(base)]
+    base: DomainEvent,
+    email: String,
+}
+
+#[derive(Event, Clone, Debug)]
+#[event(name = "welcome.sent")]
+struct WelcomeSent;
+
+#[derive(Event, Clone, Debug)]
+#[event(name = "heartbeat")]
+struct Heartbeat;
+
+fn registered(actor: &str) -> UserRegistered {
+    UserRegistered {
+        base: DomainEvent {
+            actor: actor.into(),
+        },
+        email: "ada@example.com".into(),
+    }
+}
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn tracer(name: &'static str, log: &Log) -> impl middleware::Middleware {
+    let log = log.clone();
+    middleware::from_fn(name, move |env: Envelope, next: Next| {
+        let log = log.clone();
+        async move {
+            log.lock()
+                .unwrap()
+                .push(format!("{name} before {}", env.event_name()));
+            let report = next.run(env).await;
+            log.lock()
+                .unwrap()
+                .push(format!("{name} after, handled {}", report.handled()));
+            report
+        }
+    })
+}
+
+#[tokio::test]
+async fn middleware_runs_in_registration_order_around_the_handlers() {
+    let log: Log = Arc::default();
+    let bus = EventBus::builder()
+        .middleware(tracer("outer", &log))
+        .middleware(tracer("inner", &log))
+        .build()
+        .unwrap();
+    let l = log.clone();
+    let _sub = bus.subscribe(move |_: &Heartbeat| l.lock().unwrap().push("handler".into()));
+    assert!(bus.publish(Heartbeat).await.is_ok());
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "outer before heartbeat",
+            "inner before heartbeat",
+            "handler",
+            "inner after, handled 1",
+            "outer after, handled 1",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_filter_stops_the_event_and_the_report_names_it() {
+    let log: Log = Arc::default();
+    let bus = EventBus::builder()
+        .middleware(middleware::from_fn(
+            "spam-filter",
+            |env: Envelope, next: Next| async move {
+                if env
+                    .event::<DomainEvent>()
+                    .is_some_and(|d| d.actor == "spammer")
+                {
+                    return env.filter("actor is a known spammer");
+                }
+                next.run(env).await
+            },
+        ))
+        .middleware(tracer("after-filter", &log))
+        .build()
+        .unwrap();
+    let l = log.clone();
+    let _sub = bus.subscribe(move |_: &UserRegistered| l.lock().unwrap().push("handler".into()));
+
+    let report = bus.publish(registered("spammer")).await;
+    assert!(!report.is_ok());
+    assert_eq!(report.handled(), 0);
+    assert_eq!(
+        report.filtered(),
+        Some(("spam-filter", "actor is a known spammer"))
+    );
+    assert_eq!(
+        report.refusal().unwrap().to_string(),
+        "filtered by middleware `spam-filter`: actor is a known spammer"
+    );
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "nothing after the filter ran"
+    );
+
+    assert!(bus.publish(registered("ada")).await.is_ok());
+    assert_eq!(log.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_transform_changes_the_event_and_headers_that_handlers_and_follow_ups_see() {
+    let bus = EventBus::builder()
+        .middleware(middleware::from_fn(
+            "redact",
+            |mut env: Envelope, next: Next| async move {
+                if let Some(user) = env.event_mut::<UserRegistered>() {
+                    user.email = "<redacted>".into();
+                }
+                if let Some(domain) = env.event_mut::<DomainEvent>() {
+                    domain.actor = domain.actor.to_uppercase();
+                }
+                if env.depth() == 0 {
+                    env.headers_mut().insert("tenant", "acme");
+                }
+                next.run(env).await
+            },
+        ))
+        .build()
+        .unwrap();
+    let seen: Log = Arc::default();
+    let s = seen.clone();
+    let _user = bus.subscribe_async(move |e: &UserRegistered, ctx: Context<'_>| {
+        s.lock().unwrap().push(format!(
+            "{} {} tenant={:?}",
+            e.email,
+            e.base.actor,
+            ctx.header("tenant")
+        ));
+        let emitted = ctx.emit(WelcomeSent).is_ok();
+        async move { assert!(emitted) }
+    });
+    let s = seen.clone();
+    let _welcome = bus.subscribe(move |_: &WelcomeSent, ctx: Context| {
+        s.lock()
+            .unwrap()
+            .push(format!("welcome tenant={:?}", ctx.header("tenant")));
+    });
+    assert!(bus.publish(registered("ada")).await.is_ok());
+    bus.shutdown().await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "<redacted> ADA tenant=Some(\"acme\")",
+            "welcome tenant=Some(\"acme\")" // inherited from its cause
+        ]
+    );
+}
+
+#[tokio::test]
+async fn scoped_middleware_applies_to_its_type_and_derived_types_only() {
+    let log: Log = Arc::default();
+    let bus = EventBus::builder()
+        .middleware_for::<DomainEvent>(tracer("domain-only", &log))
+        .build()
+        .unwrap();
+    let _ = bus.publish(registered("ada")).await;
+    let _ = bus.publish(DomainEvent { actor: "x".into() }).await;
+    let _ = bus.publish(Heartbeat).await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "domain-only before user.registered",
+            "domain-only after, handled 0",
+            "domain-only before domain",
+            "domain-only after, handled 0",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_async_authorization_check_filters_unauthorized_events() {
+    async fn permission_lookup(actor: String) -> bool {
+        tokio::time::sleep(Duration::from_millis(2)).await; // stands in for a permission service
+        actor == "admin"
+    }
+    let bus = EventBus::builder()
+        .middleware_for::<DomainEvent>(Authorize::new(|env: &Envelope| {
+            let actor = env.event::<DomainEvent>().map(|d| d.actor.clone());
+            async move {
+                match actor {
+                    Some(actor) if permission_lookup(actor.clone()).await => Ok(()),
+                    Some(actor) => Err(format!("{actor} may not register users")),
+                    None => Err("no actor".into()),
+                }
+            }
+        }))
+        .build()
+        .unwrap();
+    let _sub = bus.subscribe(|_: &UserRegistered| {});
+    assert_eq!(bus.publish(registered("admin")).await.handled(), 1);
+    let denied = bus.publish(registered("mallory")).await;
+    assert_eq!(
+        denied.filtered(),
+        Some(("authorize", "mallory may not register users"))
+    );
+    assert_eq!(bus.publish(Heartbeat).await.refusal(), None, "out of scope");
+}
+
+#[tokio::test]
+async fn a_panicking_middleware_is_reported_and_the_bus_goes_on() {
+    let bus = EventBus::builder()
+        .middleware(middleware::from_fn(
+            "flaky",
+            |env: Envelope, next: Next| async move {
+                if env.event_name() == "heartbeat" {
+                    panic!("middleware bug");
+                }
+                next.run(env).await
+            },
+        ))
+        .build()
+        .unwrap();
+    let _sub = bus.subscribe(|_: &WelcomeSent| {});
+    let report = bus.publish(Heartbeat).await;
+    assert!(!report.is_ok());
+    assert_eq!(report.handled(), 0);
+    let failure = &report.failures()[0];
+    assert!(failure.is_middleware());
+    assert_eq!(failure.handler(), "flaky");
+    assert_eq!(failure.kind(), &FailureKind::Panic("middleware bug".into()));
+    assert!(bus.publish(WelcomeSent).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_middleware_that_never_calls_next_must_filter_so_nothing_is_silent() {
+    let bus = EventBus::builder()
+        .middleware(middleware::from_fn(
+            "black-hole",
+            |env: Envelope, _next: Next| async move { env.filter("swallowed on purpose") },
+        ))
+        .build()
+        .unwrap();
+    let _sub =
+        bus.subscribe(|_: &Heartbeat| -> () { unreachable!("filtered events reach no handler") });
+    let report = bus.publish(Heartbeat).await;
+    assert_eq!(
+        report.refusal(),
+        Some(&Refusal::Filtered {
+            middleware: "black-hole".into(),
+            reason: "swallowed on purpose".into()
+        })
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_events_and_outcomes_and_record_latency() {
+    let metrics = Metrics::new();
+    let bus = EventBus::builder()
+        .middleware(metrics.clone())
+        .build()
+        .unwrap();
+    let _ok = bus.subscribe(|_: &UserRegistered| {});
+    let _fails = bus.subscribe_with(
+        eventbus_core::SubscribeOptions::new().name("crm-sync"),
+        |e: &UserRegistered| {
+            if e.base.actor == "bad" {
+                Err("crm down")
+            } else {
+                Ok(())
+            }
+        },
+    );
+    for actor in ["a", "bad", "c", "bad"] {
+        let _ = bus.publish(registered(actor)).await;
+    }
+    let _ = bus.publish(Heartbeat).await;
+
+    let snapshot = metrics.snapshot();
+    let users = snapshot.event("user.registered").unwrap();
+    assert_eq!(users.published, 4);
+    assert_eq!(users.handler_calls, 8);
+    assert_eq!(users.handler_failures, 2);
+    assert_eq!(users.failures_by_handler.get("crm-sync"), Some(&2));
+    assert_eq!(users.latency.count, 4);
+    assert!(users.latency.max >= users.latency.quantile(0.5));
+    let heartbeat = snapshot.event("heartbeat").unwrap();
+    assert_eq!((heartbeat.published, heartbeat.unhandled), (1, 1));
+}
+
+#[tokio::test]
+async fn logging_opens_a_span_per_publish_and_per_handler() {
+    use std::io::Write;
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(bytes)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let bus = EventBus::builder()
+        .middleware(Logging::new())
+        .build()
+        .unwrap();
+    let _sub = bus.subscribe_with(
+        eventbus_core::SubscribeOptions::new().name("mailer"),
+        |_: &UserRegistered| Err("smtp down"),
+    );
+    let report = bus.publish(registered("ada")).await;
+    let output = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let id = report.event_id().to_string();
+    assert!(
+        output.contains("publish{event=\"user.registered\""),
+        "{output}"
+    );
+    assert!(output.contains(&format!("id={id}")), "{output}");
+    assert!(output.contains("handler{handler=mailer"), "{output}");
+    assert!(output.contains("outcome=\"failed\""), "{output}");
+    assert!(output.contains("handler failed"), "{output}");
+    assert!(output.contains("smtp down"), "{output}");
+    assert!(output.contains("published with failures"), "{output}");
+}

@@ -1,0 +1,8 @@
+use eventbus_core::Event;
+
+#[derive(Event)]
+pub struct Wrapped<T> {
+    pub value: T,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+use eventbus_core::Event;
+
+#[derive(Event)]
+#[event(version = "2")]
+pub struct Versioned;
+
+fn main() {}

@@ -1,0 +1,6 @@
+use eventbus_core::{handler, Event};
+
+#[handler]
+fn on_any<E: Event>(_: &E) {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use eventbus_core::handler;
+
+#[handler]
+pub struct NotAFunction;
+
+fn main() {}
