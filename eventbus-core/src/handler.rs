@@ -355,12 +355,15 @@ impl fmt::Debug for SubscribeOptions {
 
 /// A closure or fn usable with [`EventBus::subscribe`](crate::EventBus::subscribe):
 /// `Fn(&E)` or `Fn(&E, Context)`, returning `()` or `Result<(), E: Display>`.
-#[diagnostic::on_unimplemented(
-    message = "this cannot be subscribed as a synchronous handler of `{E}`",
-    note = "use a closure or fn taking `&{E}` (and optionally `Context`) returning `()` or `Result<(), E>`; for async code use `subscribe_async`"
-)]
 ///
 /// `Args` only tells the two shapes apart: `()` for `Fn(&E)`, `(Context,)` for `Fn(&E, Context)`.
+// A label of our own keeps the closure's type, which holds the source path, out of the label:
+// rustc moves a label that got too long, so the message would depend on where the crate lives.
+#[diagnostic::on_unimplemented(
+    message = "this cannot be subscribed as a synchronous handler of `{E}`",
+    label = "not a synchronous handler",
+    note = "use a closure or fn taking `&{E}` (and optionally `Context`) returning `()` or `Result<(), E>`; for async code use `subscribe_async`"
+)]
 pub trait SyncHandler<E, Args>: Send + Sync + 'static {
     #[doc(hidden)]
     fn call(&self, event: &E, ctx: Context<'_>) -> HandlerResult;
@@ -394,6 +397,7 @@ where
 /// limitation of closures returning borrowing futures), so clone what it needs first.
 #[diagnostic::on_unimplemented(
     message = "this cannot be subscribed as an async handler of `{E}`",
+    label = "not an async handler",
     note = "use an `async fn` taking `&{E}` (and optionally `Context`), or a closure returning a `Send + 'static` future"
 )]
 pub trait AsyncHandler<'a, E: 'a, Args>: Send + Sync + 'static {
