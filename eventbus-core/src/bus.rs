@@ -1,12 +1,12 @@
 //! [`EventBus`]: publish, emit, subscribe, shut down.
 
-use crate::context::Meta;
 use crate::dispatch::Router;
 use crate::handler::{
     async_callable, sync_callable, AsyncHandler, Callable, HandlerEntry, SyncHandler,
 };
 use crate::middleware::Layer;
 use crate::report::Refusal;
+use crate::EventMeta;
 use crate::{
     Context, Event, EventBusBuilder, EventId, EventType, PublishReport, SubscribeOptions,
     Subscription,
@@ -129,7 +129,7 @@ impl EventBus {
         if self.is_shut_down() {
             return PublishReport::refused(E::TYPE, EventId::new(), Refusal::ShutDown);
         }
-        let meta = Meta::root(E::TYPE);
+        let meta = EventMeta::root(E::TYPE);
         if let Some(report) = self.try_dispatch_inline(&event, &meta) {
             return report;
         }
@@ -246,8 +246,12 @@ impl EventBus {
         self.inner.config.max_depth
     }
 
-    pub(crate) async fn publish_from<E: Event>(&self, parent: &Meta, event: E) -> PublishReport {
-        let meta = Meta::child(parent, E::TYPE);
+    pub(crate) async fn publish_from<E: Event>(
+        &self,
+        parent: &EventMeta,
+        event: E,
+    ) -> PublishReport {
+        let meta = EventMeta::child(parent, E::TYPE);
         if let Err(refusal) = self.check_depth(&meta) {
             return PublishReport::refused(E::TYPE, meta.id, refusal);
         }
@@ -257,7 +261,7 @@ impl EventBus {
         self.run(event, meta).await
     }
 
-    pub(crate) fn check_depth(&self, meta: &Meta) -> Result<(), Refusal> {
+    pub(crate) fn check_depth(&self, meta: &EventMeta) -> Result<(), Refusal> {
         let max_depth = self.inner.config.max_depth;
         if meta.depth <= max_depth {
             return Ok(());

@@ -1,7 +1,7 @@
 //! Fire-and-forget publishing: [`EventBus::emit`], its in-flight cap, and graceful shutdown.
 
-use crate::context::Meta;
 use crate::report::Refusal;
+use crate::EventMeta;
 use crate::{Event, EventBus, EventId};
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -26,7 +26,7 @@ impl EventBus {
                 event,
             ));
         }
-        self.spawn(event, Meta::root(E::TYPE))
+        self.spawn(event, EventMeta::root(E::TYPE))
     }
 
     /// Like [`emit`](Self::emit), but waits for room when `max_in_flight` events are in flight.
@@ -41,11 +41,15 @@ impl EventBus {
                 event,
             ));
         }
-        self.spawn_with(event, Meta::root(E::TYPE), permit)
+        self.spawn_with(event, EventMeta::root(E::TYPE), permit)
     }
 
-    pub(crate) fn emit_from<E: Event>(&self, parent: &Meta, event: E) -> Result<(), EmitError<E>> {
-        let meta = Meta::child(parent, E::TYPE);
+    pub(crate) fn emit_from<E: Event>(
+        &self,
+        parent: &EventMeta,
+        event: E,
+    ) -> Result<(), EmitError<E>> {
+        let meta = EventMeta::child(parent, E::TYPE);
         match self.check_depth(&meta) {
             Ok(()) => self.spawn(event, meta),
             Err(refusal) => Err(EmitError::new(EmitErrorKind::Refused(refusal), event)),
@@ -84,7 +88,7 @@ impl EventBus {
         self.inner().tracker.close();
     }
 
-    fn spawn<E: Event>(&self, event: E, meta: Meta) -> Result<(), EmitError<E>> {
+    fn spawn<E: Event>(&self, event: E, meta: EventMeta) -> Result<(), EmitError<E>> {
         match self.inner().permits.clone().try_acquire_owned() {
             Ok(permit) => self.spawn_with(event, meta, permit),
             Err(_) => {
@@ -102,7 +106,7 @@ impl EventBus {
     fn spawn_with<E: Event>(
         &self,
         event: E,
-        meta: Meta,
+        meta: EventMeta,
         permit: OwnedSemaphorePermit,
     ) -> Result<(), EmitError<E>> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

@@ -2,13 +2,13 @@
 //! policy (timeout, retries, error callback), with failures isolated.
 
 use crate::bus::DispatchMode;
-use crate::context::Meta;
 use crate::dispatch::Step;
 use crate::event::{ErasedEvent, EventPart};
 use crate::handler::{panicked, HandlerEntry};
 use crate::middleware::{Envelope, Next};
 use crate::report::{FailureKind, HandlerFailure, Refusal};
 use crate::wire::Incoming;
+use crate::EventMeta;
 use crate::{Context, Event, EventBus, PublishReport};
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tracing::Instrument;
 impl EventBus {
     /// Runs an accepted event: through the middleware when there is any, else straight to the
     /// handlers (no boxing on that path).
-    pub(crate) async fn run<E: Event>(&self, event: E, meta: Meta) -> PublishReport {
+    pub(crate) async fn run<E: Event>(&self, event: E, meta: EventMeta) -> PublishReport {
         // Middleware and async handlers may read the time after awaiting: take it now.
         meta.stamp();
         if self.layers().is_empty() {
@@ -32,7 +32,7 @@ impl EventBus {
     /// Publishes an event decoded from the wire, as if it were published here.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) async fn publish_incoming(&self, mut incoming: Incoming) -> PublishReport {
-        let meta = Meta::incoming(incoming.event.event_type(), &mut incoming);
+        let meta = EventMeta::incoming(incoming.event.event_type(), &mut incoming);
         let event = incoming.event.0;
         if self.is_shut_down() {
             return PublishReport::refused(meta.event_type, meta.id, Refusal::ShutDown);
@@ -53,7 +53,7 @@ impl EventBus {
     pub(crate) fn try_dispatch_inline(
         &self,
         event: &dyn ErasedEvent,
-        meta: &Meta,
+        meta: &EventMeta,
     ) -> Option<PublishReport> {
         if !self.layers().is_empty() || tracing::level_enabled!(tracing::Level::DEBUG) {
             return None;
@@ -76,7 +76,7 @@ impl EventBus {
         &self,
         steps: &[Step],
         event: &dyn ErasedEvent,
-        meta: &Meta,
+        meta: &EventMeta,
         report: &mut PublishReport,
     ) {
         let mut next = 0;
@@ -105,7 +105,11 @@ impl EventBus {
     }
 
     /// Calls every handler of the event's plan and reports.
-    pub(crate) async fn dispatch(&self, event: &dyn ErasedEvent, meta: &Meta) -> PublishReport {
+    pub(crate) async fn dispatch(
+        &self,
+        event: &dyn ErasedEvent,
+        meta: &EventMeta,
+    ) -> PublishReport {
         let plan = self.inner().router.plan(meta.event_type);
         let mut report = PublishReport::new(meta.event_type, meta.id);
         match self.inner().config.mode {
@@ -147,7 +151,7 @@ impl EventBus {
         &self,
         step: &Step,
         event: &dyn ErasedEvent,
-        meta: &Meta,
+        meta: &EventMeta,
     ) -> Option<Option<HandlerFailure>> {
         let handler = &step.handler;
         if handler.policy.retries > 0 || handler.callable.is_async() {
@@ -169,7 +173,7 @@ impl EventBus {
         &self,
         step: &Step,
         event: &dyn ErasedEvent,
-        meta: &Meta,
+        meta: &EventMeta,
     ) -> Option<HandlerFailure> {
         let handler = &step.handler;
         // A sync handler cannot be interrupted, so only async ones get a timer.
@@ -200,7 +204,7 @@ impl EventBus {
         &self,
         step: &Step,
         event: &dyn ErasedEvent,
-        meta: &Meta,
+        meta: &EventMeta,
         timeout: Option<Duration>,
     ) -> Option<HandlerFailure> {
         let handler = &step.handler;
@@ -241,7 +245,7 @@ impl EventBus {
         &'a self,
         step: &'a Step,
         event: &'a dyn ErasedEvent,
-        meta: &'a Meta,
+        meta: &'a EventMeta,
     ) -> (&'a EventPart, Context<'a>) {
         let part = event
             .part(step.level)
@@ -249,7 +253,7 @@ impl EventBus {
         (part, Context::new(self, meta, event, &step.handler.name))
     }
 
-    fn dead_event(&self, event: &dyn ErasedEvent, meta: &Meta) {
+    fn dead_event(&self, event: &dyn ErasedEvent, meta: &EventMeta) {
         let Some(hook) = &self.inner().config.on_dead_event else {
             return;
         };
@@ -268,7 +272,7 @@ fn settle_quietly(step: &Step, ctx: Context<'_>, kind: FailureKind) -> Option<Ha
     settle(&step.handler, &tracing::Span::none(), ctx, Err(kind), 1)
 }
 
-fn handler_span(handler: &HandlerEntry, meta: &Meta) -> tracing::Span {
+fn handler_span(handler: &HandlerEntry, meta: &EventMeta) -> tracing::Span {
     tracing::debug_span!(
         "handler",
         handler = %handler.name,

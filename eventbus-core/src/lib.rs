@@ -103,6 +103,7 @@ mod execute;
 mod handler;
 mod headers;
 mod id;
+mod meta;
 pub mod middleware;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -121,6 +122,7 @@ pub use event::{AnyEvent, Event, EventExt, EventType};
 pub use handler::{AsyncHandler, IntoHandlerResult, SubscribeOptions, SyncHandler};
 pub use headers::Headers;
 pub use id::{EventId, ParseEventIdError};
+pub use meta::EventMeta;
 pub use report::{FailureKind, HandlerFailure, PublishError, PublishReport, Refusal};
 pub use state::State;
 pub use subscription::Subscription;

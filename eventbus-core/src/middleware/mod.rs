@@ -55,18 +55,17 @@ pub use authorize::Authorize;
 pub use logging::Logging;
 pub use metrics::{EventMetrics, Metrics, MetricsSnapshot};
 
-use crate::context::Meta;
 use crate::event::ErasedEvent;
 use crate::handler::{panic_message, BoxFuture};
 use crate::report::{FailureKind, HandlerFailure, Refusal};
-use crate::{Event, EventBus, EventId, EventType, Headers, PublishReport};
+use crate::{Event, EventBus, EventMeta, EventType, Headers, PublishReport};
 use futures_util::FutureExt;
 use std::any::TypeId;
 use std::fmt;
 use std::future::Future;
+use std::ops::Deref;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// Code that runs around every publish; see the [module docs](self).
 ///
@@ -148,13 +147,13 @@ impl Layer {
 /// An event on its way through the middleware chain: the event itself and its metadata.
 pub struct Envelope {
     pub(crate) event: Box<dyn ErasedEvent>,
-    pub(crate) meta: Meta,
+    pub(crate) meta: EventMeta,
     /// The middleware currently holding the envelope, for [`filter`](Self::filter).
     current: Option<Arc<str>>,
 }
 
 impl Envelope {
-    pub(crate) fn new(event: Box<dyn ErasedEvent>, meta: Meta) -> Self {
+    pub(crate) fn new(event: Box<dyn ErasedEvent>, meta: EventMeta) -> Self {
         Envelope {
             event,
             meta,
@@ -162,49 +161,10 @@ impl Envelope {
         }
     }
 
-    /// The concrete event type.
-    pub fn event_type(&self) -> &'static EventType {
-        self.meta.event_type
-    }
-
-    /// The concrete event type's name.
-    pub fn event_name(&self) -> &'static str {
-        self.meta.event_type.name()
-    }
-
-    /// The event's id.
-    pub fn event_id(&self) -> EventId {
-        self.meta.id
-    }
-
-    /// When it was published.
-    pub fn time(&self) -> SystemTime {
-        self.meta.time()
-    }
-
-    /// Shared by every event of one causal chain.
-    pub fn correlation_id(&self) -> EventId {
-        self.meta.correlation_id
-    }
-
-    /// The event whose handler published this one.
-    pub fn causation_id(&self) -> Option<EventId> {
-        self.meta.causation_id
-    }
-
-    /// `0` for a top-level publish, parent's + 1 for follow-ups.
-    pub fn depth(&self) -> u32 {
-        self.meta.depth
-    }
-
-    /// For an event received from another process, the service that sent it.
-    pub fn origin(&self) -> Option<&str> {
-        self.meta.origin.as_deref()
-    }
-
-    /// Whether the event is a `T` (its type or an ancestor).
-    pub fn is<T: Event>(&self) -> bool {
-        self.meta.event_type.level_of(TypeId::of::<T>()).is_some()
+    /// The event's metadata. `Envelope` also dereferences to it, so
+    /// `envelope.correlation_id()` is [`EventMeta::correlation_id`].
+    pub fn meta(&self) -> &EventMeta {
+        &self.meta
     }
 
     /// The event as `T`, when `T` is its type or an ancestor.
@@ -217,16 +177,6 @@ impl Envelope {
     pub fn event_mut<T: Event>(&mut self) -> Option<&mut T> {
         let level = self.meta.event_type.level_of(TypeId::of::<T>())?;
         self.event.part_mut(level)?.downcast_mut()
-    }
-
-    /// A header.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.meta.headers.get(name)
-    }
-
-    /// The headers.
-    pub fn headers(&self) -> &Headers {
-        &self.meta.headers
     }
 
     /// The headers, to change: handlers read them through
@@ -255,13 +205,18 @@ impl Envelope {
     }
 }
 
+impl Deref for Envelope {
+    type Target = EventMeta;
+
+    fn deref(&self) -> &EventMeta {
+        &self.meta
+    }
+}
+
 impl fmt::Debug for Envelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Envelope")
-            .field("event", &self.event_name())
-            .field("id", &self.meta.id)
-            .field("depth", &self.meta.depth)
-            .field("headers", &self.meta.headers)
+            .field("meta", &self.meta)
             .finish()
     }
 }

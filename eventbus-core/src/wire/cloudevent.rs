@@ -3,8 +3,8 @@
 #![cfg_attr(not(feature = "redis"), allow(dead_code))]
 
 use super::registry::registry;
-use crate::context::Meta;
 use crate::event::ErasedEvent;
+use crate::EventMeta;
 use crate::{AnyEvent, EventId, Headers};
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
@@ -86,7 +86,7 @@ impl fmt::Display for EncodeError {
 /// left out (and logged).
 pub(crate) fn encode(
     event: &dyn ErasedEvent,
-    meta: &Meta,
+    meta: &EventMeta,
     source: &str,
     instance: &str,
 ) -> Result<String, EncodeError> {
@@ -505,7 +505,7 @@ mod tests {
 
     #[test]
     fn round_trip_keeps_the_event_ids_and_headers() {
-        let mut meta = Meta::root(Child::TYPE);
+        let mut meta = EventMeta::root(Child::TYPE);
         meta.headers.insert("tenant", "acme");
         meta.headers.insert("Bad-Name", "dropped");
         let json = encode(&child(), &meta, "orders", "i-1").unwrap();
@@ -534,7 +534,7 @@ mod tests {
 
     #[test]
     fn every_kind_of_bad_input_is_a_typed_error() {
-        let good = encode(&child(), &Meta::root(Child::TYPE), "s", "i").unwrap();
+        let good = encode(&child(), &EventMeta::root(Child::TYPE), "s", "i").unwrap();
         let with = |key: &str, value: serde_json::Value| {
             let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
             v[key] = value;
@@ -573,7 +573,7 @@ mod tests {
 
     #[test]
     fn escapes_repeats_and_non_string_values_are_read_as_json_means_them() {
-        let good = encode(&child(), &Meta::root(Child::TYPE), "s", "i").unwrap();
+        let good = encode(&child(), &EventMeta::root(Child::TYPE), "s", "i").unwrap();
         let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
         v["source"] = "or\"ders\u{e9}".into();
         v["tenant"] = serde_json::json!({"id": [1, 2]});
@@ -609,7 +609,7 @@ mod tests {
     fn an_event_not_marked_distributed_cannot_be_encoded() {
         #[derive(Event)]
         struct Local;
-        let error = encode(&Local, &Meta::root(Local::TYPE), "s", "i").unwrap_err();
+        let error = encode(&Local, &EventMeta::root(Local::TYPE), "s", "i").unwrap_err();
         assert!(error.to_string().contains("#[event(distributed)]"));
     }
 }

@@ -1,0 +1,207 @@
+//! [`EventMeta`]: everything about a published event besides its data.
+
+use crate::wire::Incoming;
+use crate::{Event, EventId, EventType, Headers};
+use std::any::TypeId;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+/// What is known about one published event besides its data: its id, type, time, causal
+/// lineage and headers.
+///
+/// Handlers read it through [`Context`](crate::Context) and middleware through
+/// [`Envelope`](crate::middleware::Envelope), both of which dereference to it, so
+/// `ctx.event_name()` and `envelope.correlation_id()` are methods of this type.
+///
+/// ```
+/// use eventbus_core::middleware::{self, Envelope, Next};
+/// use eventbus_core::{Context, Event, EventBus};
+///
+/// #[derive(Event)]
+/// struct Paid { cents: u64 }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let bus = EventBus::builder()
+///     .middleware(middleware::from_fn("tenant", |mut env: Envelope, next: Next| {
+///         env.headers_mut().insert("tenant", "acme");
+///         next.run(env)
+///     }))
+///     .build()
+///     .unwrap();
+/// let _sub = bus.subscribe(|e: &Paid, ctx: Context| {
+///     assert_eq!(ctx.header("tenant"), Some("acme"));
+///     assert_eq!((ctx.depth(), ctx.causation_id(), e.cents), (0, None, 5));
+/// });
+/// let report = bus.publish(Paid { cents: 5 }).await;
+/// assert!(report.is_ok() && report.handled() == 1); // a failed assert above would show here
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct EventMeta {
+    pub(crate) id: EventId,
+    pub(crate) event_type: &'static EventType,
+    /// Read from the clock when first needed (see [`EventMeta::time`]).
+    time: OnceLock<SystemTime>,
+    pub(crate) correlation_id: EventId,
+    pub(crate) causation_id: Option<EventId>,
+    pub(crate) depth: u32,
+    pub(crate) headers: Headers,
+    /// The service that sent it, for an event received from another process.
+    pub(crate) origin: Option<Arc<str>>,
+    /// The events that caused this one, nearest last; only follow-ups allocate it.
+    trail: Option<Arc<Trail>>,
+}
+
+struct Trail {
+    name: &'static str,
+    parent: Option<Arc<Trail>>,
+}
+
+impl EventMeta {
+    /// A top-level publish.
+    pub(crate) fn root(event_type: &'static EventType) -> Self {
+        let id = EventId::new();
+        EventMeta {
+            id,
+            event_type,
+            time: OnceLock::new(),
+            correlation_id: id,
+            causation_id: None,
+            depth: 0,
+            headers: Headers::new(),
+            origin: None,
+            trail: None,
+        }
+    }
+
+    /// An event received from another process: its ids, time and headers as sent.
+    pub(crate) fn incoming(event_type: &'static EventType, incoming: &mut Incoming) -> Self {
+        EventMeta {
+            id: incoming.id,
+            event_type,
+            time: OnceLock::from(incoming.time),
+            correlation_id: incoming.correlation_id,
+            causation_id: incoming.causation_id,
+            depth: 0,
+            headers: std::mem::take(&mut incoming.headers),
+            origin: Some(incoming.source.as_str().into()),
+            trail: None,
+        }
+    }
+
+    /// A follow-up published by a handler of `parent`: same correlation, caused by `parent`.
+    pub(crate) fn child(parent: &EventMeta, event_type: &'static EventType) -> Self {
+        EventMeta {
+            id: EventId::new(),
+            event_type,
+            time: OnceLock::new(),
+            correlation_id: parent.correlation_id,
+            causation_id: Some(parent.id),
+            depth: parent.depth + 1,
+            headers: parent.headers.clone(),
+            origin: None,
+            trail: Some(Arc::new(Trail {
+                name: parent.event_type.name(),
+                parent: parent.trail.clone(),
+            })),
+        }
+    }
+
+    /// Reads the clock now, if not done yet: every path that may run later than the publish
+    /// call (middleware, async handlers, `emit`) stamps the event on entry.
+    pub(crate) fn stamp(&self) {
+        self.time();
+    }
+}
+
+// What handlers (through `Context`) and middleware (through `Envelope`) read.
+impl EventMeta {
+    /// The id of this event.
+    pub fn event_id(&self) -> EventId {
+        self.id
+    }
+
+    /// The name of the concrete event type that was published (not of the handler's type).
+    pub fn event_name(&self) -> &'static str {
+        self.event_type.name()
+    }
+
+    /// The version of the concrete event type.
+    pub fn event_version(&self) -> u32 {
+        self.event_type.version()
+    }
+
+    /// The concrete event type.
+    pub fn event_type(&self) -> &'static EventType {
+        self.event_type
+    }
+
+    /// When the event was published: on entry to the bus or, for an event that only sync
+    /// handlers receive, when first asked for during its publish (a clock read costs more than
+    /// the rest of such a publish, so it is spared when nobody asks). For an event received
+    /// from another service, the time it was sent.
+    pub fn time(&self) -> SystemTime {
+        *self.time.get_or_init(SystemTime::now)
+    }
+
+    /// The id shared by every event of one causal chain (the first event's id).
+    pub fn correlation_id(&self) -> EventId {
+        self.correlation_id
+    }
+
+    /// The id of the event whose handler published this one, if any.
+    pub fn causation_id(&self) -> Option<EventId> {
+        self.causation_id
+    }
+
+    /// `0` for an event published from outside any handler, parent's depth + 1 for follow-ups.
+    pub fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    /// A header set by middleware (or inherited from the event that caused this one).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)
+    }
+
+    /// All headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// For an event received from another process (through a bridge), the service that sent
+    /// it (the CloudEvents `source`); `None` for local events.
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
+    }
+
+    /// Whether the published event is a `T` (its concrete type or an ancestor).
+    pub fn is<T: Event>(&self) -> bool {
+        self.event_type.level_of(TypeId::of::<T>()).is_some()
+    }
+
+    /// Event names from the first event of the causal chain to this one.
+    pub fn chain(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> =
+            std::iter::successors(self.trail.as_deref(), |t| t.parent.as_deref())
+                .map(|t| t.name)
+                .collect();
+        names.reverse();
+        names.push(self.event_type.name());
+        names
+    }
+}
+
+impl fmt::Debug for EventMeta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventMeta")
+            .field("event_name", &self.event_name())
+            .field("event_id", &self.id)
+            .field("correlation_id", &self.correlation_id)
+            .field("causation_id", &self.causation_id)
+            .field("depth", &self.depth)
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
