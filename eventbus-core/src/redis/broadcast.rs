@@ -70,16 +70,13 @@ impl Subscriber {
     async fn receive(&self, bus: &EventBus, payload: &[u8]) {
         let diagnostics = &self.inner.diagnostics;
         Diagnostics::bump(&diagnostics.received);
-        let decoded = match Envelope::parse(payload) {
-            Ok(envelope) if envelope.instance() == Some(self.inner.instance.as_str()) => {
+        let own = |envelope: &Envelope| envelope.instance() == Some(self.inner.instance.as_str());
+        let incoming = match Envelope::decode_unless(payload, own) {
+            Ok(Some(incoming)) => incoming,
+            Ok(None) => {
                 Diagnostics::bump(&diagnostics.skipped_own);
                 return;
             }
-            Ok(envelope) => envelope.decode(),
-            Err(error) => Err(error),
-        };
-        let incoming = match decoded {
-            Ok(incoming) => incoming,
             Err(error) => {
                 diagnostics.decode_error(&error);
                 tracing::warn!(%error, kind = error.label(), "broadcast message dropped");

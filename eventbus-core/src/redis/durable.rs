@@ -176,18 +176,15 @@ impl Consumer {
                     .await;
             }
         };
-        let decoded = match Envelope::parse(&payload) {
+        let own = |envelope: &Envelope| envelope.source() == &*self.inner.service;
+        let incoming = match Envelope::decode_unless(&payload, own) {
+            Ok(Some(incoming)) => incoming,
             // Its own bus handled it when it was sent.
-            Ok(envelope) if envelope.source() == &*self.inner.service => {
+            Ok(None) => {
                 Diagnostics::bump(&diagnostics.skipped_own);
                 self.acks.push(entry.id);
                 return;
             }
-            Ok(envelope) => envelope.decode(),
-            Err(error) => Err(error),
-        };
-        let incoming = match decoded {
-            Ok(incoming) => incoming,
             Err(error) => {
                 diagnostics.decode_error(&error);
                 tracing::warn!(stream = %self.stream, id = %entry.id, %error, "undecodable entry");

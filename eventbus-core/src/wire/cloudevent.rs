@@ -285,6 +285,20 @@ impl<'a> Envelope<'a> {
         })
     }
 
+    /// Parses and decodes a message, unless `is_own` recognises it from its attributes as one
+    /// this process sent: `Ok(None)` then. Bridges receive their own messages, and need not
+    /// pay for rebuilding their events.
+    pub(crate) fn decode_unless(
+        bytes: &'a [u8],
+        is_own: impl FnOnce(&Self) -> bool,
+    ) -> Result<Option<Incoming>, DecodeError> {
+        let envelope = Self::parse(bytes)?;
+        if is_own(&envelope) {
+            return Ok(None);
+        }
+        envelope.decode().map(Some)
+    }
+
     /// The service that sent it.
     pub(crate) fn source(&self) -> &str {
         &self.source
