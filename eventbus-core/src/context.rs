@@ -3,7 +3,6 @@
 
 use crate::event::ErasedEvent;
 use crate::{EmitError, Event, EventBus, EventMeta, PublishReport};
-use std::any::TypeId;
 use std::fmt;
 use std::ops::Deref;
 
@@ -72,8 +71,7 @@ impl<'a> Context<'a> {
 
     /// The published event as `T`, when `T` is its concrete type or one of its ancestors.
     pub fn downcast_ref<T: Event>(&self) -> Option<&'a T> {
-        let level = self.meta.event_type.level_of(TypeId::of::<T>())?;
-        self.event.part(level)?.downcast_ref::<T>()
+        self.event.as_type()
     }
 
     /// The bus this event is being dispatched on.

@@ -76,6 +76,20 @@ pub(crate) trait ErasedEvent: Send + Sync {
     fn clone_event(&self) -> Option<AnyEvent>;
 }
 
+impl dyn ErasedEvent + '_ {
+    /// The event as `T`, when `T` is its type or an ancestor.
+    pub(crate) fn as_type<T: Event>(&self) -> Option<&T> {
+        let level = self.event_type().level_of(TypeId::of::<T>())?;
+        self.part(level)?.downcast_ref()
+    }
+
+    /// The event as a mutable `T`, when `T` is its type or an ancestor.
+    pub(crate) fn as_type_mut<T: Event>(&mut self) -> Option<&mut T> {
+        let level = self.event_type().level_of(TypeId::of::<T>())?;
+        self.part_mut(level)?.downcast_mut()
+    }
+}
+
 impl<E: Event> ErasedEvent for E {
     fn event_type(&self) -> &'static EventType {
         E::TYPE
@@ -102,8 +116,7 @@ impl AnyEvent {
 
     /// The event as `T`, when `T` is its type or an ancestor.
     pub fn downcast_ref<T: Event>(&self) -> Option<&T> {
-        let level = self.event_type().level_of(TypeId::of::<T>())?;
-        self.0.part(level)?.downcast_ref()
+        self.0.as_type()
     }
 }
 
@@ -151,7 +164,7 @@ pub trait EventExt: Event {
 
     /// Whether this event is an `A`: `A` is its own type or one of its ancestors.
     fn is_a<A: Event>() -> bool {
-        Self::TYPE.level_of(TypeId::of::<A>()).is_some()
+        Self::TYPE.is::<A>()
     }
 }
 
@@ -220,6 +233,11 @@ impl EventType {
     /// How many levels up `type_id` is in the lineage (`0` for this type itself).
     pub fn level_of(&'static self, type_id: TypeId) -> Option<usize> {
         self.lineage().position(|t| t.type_id() == type_id)
+    }
+
+    /// Whether this type is `T` or derives from it.
+    pub fn is<T: Event>(&'static self) -> bool {
+        self.level_of(TypeId::of::<T>()).is_some()
     }
 }
 

@@ -2,7 +2,6 @@
 
 use crate::wire::Incoming;
 use crate::{Event, EventId, EventType, Headers};
-use std::any::TypeId;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -178,7 +177,7 @@ impl EventMeta {
 
     /// Whether the published event is a `T` (its concrete type or an ancestor).
     pub fn is<T: Event>(&self) -> bool {
-        self.event_type.level_of(TypeId::of::<T>()).is_some()
+        self.event_type.is::<T>()
     }
 
     /// Event names from the first event of the causal chain to this one.

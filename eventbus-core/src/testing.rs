@@ -4,7 +4,6 @@
 use crate::handler::BoxFuture;
 use crate::middleware::{Envelope, Middleware, Next};
 use crate::{AnyEvent, Event, EventId, EventType, Headers, PublishReport};
-use std::any::TypeId;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -147,7 +146,7 @@ impl Recorder {
 impl Record {
     /// Whether the recorded event is a `T` (its type or a derived one).
     pub fn is<T: Event>(&self) -> bool {
-        self.event_type.level_of(TypeId::of::<T>()).is_some()
+        self.event_type.is::<T>()
     }
 }
 

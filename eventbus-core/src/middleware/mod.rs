@@ -60,7 +60,6 @@ use crate::handler::{panic_message, BoxFuture};
 use crate::report::{FailureKind, HandlerFailure, Refusal};
 use crate::{Event, EventBus, EventMeta, EventType, Headers, PublishReport};
 use futures_util::FutureExt;
-use std::any::TypeId;
 use std::fmt;
 use std::future::Future;
 use std::ops::Deref;
@@ -169,14 +168,12 @@ impl Envelope {
 
     /// The event as `T`, when `T` is its type or an ancestor.
     pub fn event<T: Event>(&self) -> Option<&T> {
-        let level = self.meta.event_type.level_of(TypeId::of::<T>())?;
-        self.event.part(level)?.downcast_ref()
+        self.event.as_type()
     }
 
     /// The event as a mutable `T`: change it before the handlers see it.
     pub fn event_mut<T: Event>(&mut self) -> Option<&mut T> {
-        let level = self.meta.event_type.level_of(TypeId::of::<T>())?;
-        self.event.part_mut(level)?.downcast_mut()
+        self.event.as_type_mut()
     }
 
     /// The headers, to change: handlers read them through
