@@ -236,6 +236,20 @@ impl EventType {
     }
 
     /// Whether this type is `T` or derives from it.
+    ///
+    /// ```
+    /// use eventbus_core::Event;
+    ///
+    /// #[derive(Event)]
+    /// struct DomainEvent;
+    ///
+    /// #[derive(Event)]
+    /// #[event(extends = DomainEvent)]
+    /// struct UserDeleted { #[event(base)] base: DomainEvent }
+    ///
+    /// assert!(UserDeleted::TYPE.is::<DomainEvent>() && UserDeleted::TYPE.is::<UserDeleted>());
+    /// assert!(!DomainEvent::TYPE.is::<UserDeleted>());
+    /// ```
     pub fn is<T: Event>(&'static self) -> bool {
         self.level_of(TypeId::of::<T>()).is_some()
     }
