@@ -6,10 +6,9 @@ use crate::handler::{
 };
 use crate::middleware::Layer;
 use crate::report::Refusal;
-use crate::EventMeta;
 use crate::{
-    Context, Event, EventBusBuilder, EventId, EventType, PublishReport, SubscribeOptions,
-    Subscription,
+    Context, Event, EventBusBuilder, EventId, EventMeta, EventType, PublishReport,
+    SubscribeOptions, Subscription,
 };
 use rustc_hash::FxHashMap;
 use std::fmt;

@@ -1,8 +1,7 @@
 //! Fire-and-forget publishing: [`EventBus::emit`], its in-flight cap, and graceful shutdown.
 
 use crate::report::Refusal;
-use crate::EventMeta;
-use crate::{Event, EventBus, EventId};
+use crate::{Event, EventBus, EventId, EventMeta};
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;

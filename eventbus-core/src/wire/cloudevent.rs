@@ -4,8 +4,7 @@
 
 use super::registry::registry;
 use crate::event::ErasedEvent;
-use crate::EventMeta;
-use crate::{AnyEvent, EventId, Headers};
+use crate::{AnyEvent, EventId, EventMeta, Headers};
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
 use serde_json::value::RawValue;
