@@ -6,17 +6,18 @@ use crate::handler::{
 };
 use crate::middleware::Layer;
 use crate::report::Refusal;
+use crate::EventId;
 use crate::{
-    Context, Event, EventBusBuilder, EventId, EventMeta, EventType, PublishReport,
+    Context, Event, EventBusBuilder, EventMeta, EventType, Headers, PublishReport,
     SubscribeOptions, Subscription,
 };
 use rustc_hash::FxHashMap;
 use std::fmt;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// The event bus: dispatches each published event to every handler of its type and of its
@@ -31,13 +32,15 @@ pub struct EventBus {
 pub(crate) struct Inner {
     pub(crate) router: Router,
     pub(crate) config: Config,
-    /// Emitted work in flight, awaited by `shutdown`.
+    /// Emitted work in flight, awaited by `shutdown`; closed when shutdown begins, which is
+    /// what "shut down" means (see `emit` for why the flag lives here).
     pub(crate) tracker: TaskTracker,
+    /// Cancelled when shutdown begins: releases `emit_wait`s parked on a full bus.
+    pub(crate) closing: CancellationToken,
     /// One permit per emitted event in flight: the `max_in_flight` cap.
     pub(crate) permits: Arc<Semaphore>,
     /// What is in flight, to report what a shutdown deadline cut off.
     pub(crate) in_flight: Mutex<FxHashMap<EventId, &'static str>>,
-    pub(crate) shut_down: AtomicBool,
 }
 
 /// Settings fixed when the bus is built.
@@ -104,8 +107,8 @@ impl EventBus {
                 permits: Arc::new(Semaphore::new(config.max_in_flight)),
                 config,
                 tracker: TaskTracker::new(),
+                closing: CancellationToken::new(),
                 in_flight: Mutex::default(),
-                shut_down: AtomicBool::new(false),
             }),
         }
     }
@@ -125,10 +128,34 @@ impl EventBus {
     /// recorded in the report and the others still run. After [`shutdown`](Self::shutdown)
     /// the event is refused.
     pub async fn publish<E: Event>(&self, event: E) -> PublishReport {
+        self.publish_meta(event, EventMeta::root(E::TYPE)).await
+    }
+
+    /// [`publish`](Self::publish) with headers, which handlers read through
+    /// [`Context::header`] and middleware through the envelope; follow-ups inherit them.
+    ///
+    /// ```
+    /// use eventbus_core::{Context, Event, EventBus, Headers};
+    ///
+    /// #[derive(Event)]
+    /// struct Paid { cents: u64 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let bus = EventBus::new();
+    /// let _sub = bus.subscribe(|_: &Paid, ctx: Context| assert_eq!(ctx.header("tenant"), Some("acme")));
+    /// let headers = Headers::from_iter([("tenant", "acme")]);
+    /// assert!(bus.publish_with(Paid { cents: 5 }, headers).await.is_ok());
+    /// # }
+    /// ```
+    pub async fn publish_with<E: Event>(&self, event: E, headers: Headers) -> PublishReport {
+        self.publish_meta(event, EventMeta::root(E::TYPE).with_headers(headers))
+            .await
+    }
+
+    async fn publish_meta<E: Event>(&self, event: E, meta: EventMeta) -> PublishReport {
         if self.is_shut_down() {
-            return PublishReport::refused(E::TYPE, EventId::new(), Refusal::ShutDown);
+            return PublishReport::refused(E::TYPE, meta.id, Refusal::ShutDown);
         }
-        let meta = EventMeta::root(E::TYPE);
         if let Some(report) = self.try_dispatch_inline(&event, &meta) {
             return report;
         }
@@ -237,7 +264,7 @@ impl EventBus {
 
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shut_down(&self) -> bool {
-        self.inner.shut_down.load(Ordering::Acquire)
+        self.inner.tracker.is_closed()
     }
 
     /// The configured event-storm limit.
@@ -249,8 +276,10 @@ impl EventBus {
         &self,
         parent: &EventMeta,
         event: E,
+        headers: Headers,
     ) -> PublishReport {
-        let meta = EventMeta::child(parent, E::TYPE);
+        let mut meta = EventMeta::child(parent, E::TYPE);
+        meta.headers.extend(headers);
         if let Err(refusal) = self.check_depth(&meta) {
             return PublishReport::refused(E::TYPE, meta.id, refusal);
         }

@@ -2,7 +2,7 @@
 //! follow-up events.
 
 use crate::event::ErasedEvent;
-use crate::{EmitError, Event, EventBus, EventMeta, PublishReport};
+use crate::{EmitError, Event, EventBus, EventMeta, Headers, PublishReport};
 use std::fmt;
 use std::ops::Deref;
 
@@ -79,19 +79,36 @@ impl<'a> Context<'a> {
         self.bus
     }
 
-    /// Publishes a follow-up event and waits for its handlers. It inherits the correlation id,
-    /// is caused by this event, and is one level deeper: past
+    /// Publishes a follow-up event and waits for its handlers. It inherits the correlation id
+    /// and headers, is caused by this event, and is one level deeper: past
     /// [`max_depth`](crate::EventBusBuilder::max_depth) it is refused (see
     /// [`Refusal::TooDeep`](crate::Refusal::TooDeep)).
     pub async fn publish<E: Event>(&self, event: E) -> PublishReport {
-        self.bus.publish_from(self.meta, event).await
+        self.bus
+            .publish_from(self.meta, event, Headers::new())
+            .await
+    }
+
+    /// [`publish`](Self::publish) with headers set over the inherited ones.
+    pub async fn publish_with<E: Event>(&self, event: E, headers: Headers) -> PublishReport {
+        self.bus.publish_from(self.meta, event, headers).await
     }
 
     /// Emits a follow-up event without waiting (see [`EventBus::emit`]); same lineage rules as
-    /// [`publish`](Self::publish). Accepted while the bus is shutting down, since it is part of
-    /// work already in flight.
+    /// [`publish`](Self::publish).
+    ///
+    /// While the bus shuts down, a follow-up of an *emitted* event is accepted: it is part of
+    /// the work [`EventBus::shutdown`] waits for. A follow-up of anything else (a `publish`,
+    /// whose caller awaits it, or an event from a bridge) is refused with
+    /// [`Refusal::ShutDown`](crate::Refusal::ShutDown) like a plain emit, since nothing would
+    /// wait for it.
     pub fn emit<E: Event>(&self, event: E) -> Result<(), EmitError<E>> {
-        self.bus.emit_from(self.meta, event)
+        self.bus.emit_from(self.meta, event, Headers::new())
+    }
+
+    /// [`emit`](Self::emit) with headers set over the inherited ones.
+    pub fn emit_with<E: Event>(&self, event: E, headers: Headers) -> Result<(), EmitError<E>> {
+        self.bus.emit_from(self.meta, event, headers)
     }
 }
 

@@ -1,12 +1,12 @@
 //! Fire-and-forget publishing: [`EventBus::emit`], its in-flight cap, and graceful shutdown.
 
 use crate::report::Refusal;
-use crate::{Event, EventBus, EventId, EventMeta};
+use crate::{Event, EventBus, EventId, EventMeta, Headers};
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 impl EventBus {
     /// Publishes `event` on the tokio runtime without waiting for its handlers.
@@ -15,43 +15,76 @@ impl EventBus {
     /// flight at once; past that `emit` fails with [`EmitErrorKind::Full`] (or use
     /// [`emit_wait`](Self::emit_wait) to wait for room). Failures of the handlers go to the
     /// [`on_failure`](crate::EventBusBuilder::on_failure) hook, or to `tracing` without one.
-    /// [`shutdown`](Self::shutdown) waits for emitted work.
     ///
-    /// On error the event was not dispatched, and is handed back in the [`EmitError`].
+    /// An `Ok` is a promise: [`shutdown`](Self::shutdown) does not return before the event's
+    /// handlers have run, even when the two race. On error the event was not dispatched, and
+    /// is handed back in the [`EmitError`].
     pub fn emit<E: Event>(&self, event: E) -> Result<(), EmitError<E>> {
-        if self.is_shut_down() {
-            return Err(EmitError::new(
-                EmitErrorKind::Refused(Refusal::ShutDown),
-                event,
-            ));
-        }
-        self.spawn(event, EventMeta::root(E::TYPE))
+        self.emit_with(event, Headers::new())
+    }
+
+    /// [`emit`](Self::emit) with headers, which handlers read through
+    /// [`Context::header`](crate::Context::header) and middleware through the envelope.
+    pub fn emit_with<E: Event>(&self, event: E, headers: Headers) -> Result<(), EmitError<E>> {
+        let work = match self.accept_work(false) {
+            Ok(work) => work,
+            Err(refusal) => return Err(EmitError::new(EmitErrorKind::Refused(refusal), event)),
+        };
+        let permit = match self.try_permit::<E>() {
+            Ok(permit) => permit,
+            Err(kind) => return Err(EmitError::new(kind, event)),
+        };
+        self.spawn(
+            event,
+            EventMeta::root(E::TYPE).with_headers(headers),
+            work,
+            permit,
+        )
     }
 
     /// Like [`emit`](Self::emit), but waits for room when `max_in_flight` events are in flight.
-    /// Do not call it from a handler (a handler holding room while waiting for room can
-    /// deadlock); handlers use [`Context::emit`](crate::Context::emit).
+    /// A wait still parked when shutdown begins ends at once with
+    /// [`Refusal::ShutDown`]. Do not call it from a handler (a handler holding room while
+    /// waiting for room can deadlock); handlers use [`Context::emit`](crate::Context::emit).
     pub async fn emit_wait<E: Event>(&self, event: E) -> Result<(), EmitError<E>> {
-        let permit = self.inner().permits.clone().acquire_owned().await;
-        let permit = permit.expect("the in-flight semaphore is never closed");
-        if self.is_shut_down() {
-            return Err(EmitError::new(
+        let shut_down = |event| {
+            Err(EmitError::new(
                 EmitErrorKind::Refused(Refusal::ShutDown),
                 event,
-            ));
-        }
-        self.spawn_with(event, EventMeta::root(E::TYPE), permit)
+            ))
+        };
+        let permits = self.inner().permits.clone();
+        let permit = tokio::select! {
+            // Shutdown first: a wait that finds both ready is refused, like a plain emit.
+            biased;
+            () = self.inner().closing.cancelled() => return shut_down(event),
+            permit = permits.acquire_owned() => permit.expect("the in-flight semaphore is never closed"),
+        };
+        let work = match self.accept_work(false) {
+            Ok(work) => work,
+            Err(_) => return shut_down(event),
+        };
+        self.spawn(event, EventMeta::root(E::TYPE), work, permit)
     }
 
     pub(crate) fn emit_from<E: Event>(
         &self,
         parent: &EventMeta,
         event: E,
+        headers: Headers,
     ) -> Result<(), EmitError<E>> {
-        let meta = EventMeta::child(parent, E::TYPE);
-        match self.check_depth(&meta) {
-            Ok(()) => self.spawn(event, meta),
-            Err(refusal) => Err(EmitError::new(EmitErrorKind::Refused(refusal), event)),
+        let mut meta = EventMeta::child(parent, E::TYPE);
+        meta.headers.extend(headers);
+        let accepted = self
+            .check_depth(&meta)
+            .and_then(|()| self.accept_work(parent.awaited_by_shutdown));
+        let work = match accepted {
+            Ok(work) => work,
+            Err(refusal) => return Err(EmitError::new(EmitErrorKind::Refused(refusal), event)),
+        };
+        match self.try_permit::<E>() {
+            Ok(permit) => self.spawn(event, meta, work, permit),
+            Err(kind) => Err(EmitError::new(kind, event)),
         }
     }
 
@@ -83,29 +116,48 @@ impl EventBus {
     }
 
     fn begin_shutdown(&self) {
-        self.inner().shut_down.store(true, Ordering::Release);
         self.inner().tracker.close();
+        self.inner().closing.cancel();
     }
 
-    fn spawn<E: Event>(&self, event: E, meta: EventMeta) -> Result<(), EmitError<E>> {
-        match self.inner().permits.clone().try_acquire_owned() {
-            Ok(permit) => self.spawn_with(event, meta, permit),
-            Err(_) => {
+    /// Registers new emitted work with the tracker that `shutdown` waits on, unless the bus is
+    /// shut down. The token is taken *before* the closed bit is read: both live in the
+    /// tracker's one atomic word, so either this read sees the close (refused), or the close
+    /// comes later and `shutdown`'s wait sees this token and waits for the work (accepted).
+    /// Reading a separate flag first and registering after leaves a gap in which both miss.
+    ///
+    /// Work inside emitted work (`in_awaited_work`) is accepted while shutdown drains: its
+    /// parent's token keeps the wait from finishing, so nothing accepted here can be missed.
+    fn accept_work(&self, in_awaited_work: bool) -> Result<TaskTrackerToken, Refusal> {
+        let token = self.inner().tracker.token();
+        if token.task_tracker().is_closed() && !in_awaited_work {
+            return Err(Refusal::ShutDown);
+        }
+        Ok(token)
+    }
+
+    /// A slot under the `max_in_flight` cap, or `Full`.
+    fn try_permit<E: Event>(&self) -> Result<OwnedSemaphorePermit, EmitErrorKind> {
+        self.inner()
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
                 let capacity = self.inner().config.max_in_flight;
                 tracing::warn!(
                     event = E::TYPE.name(),
                     capacity,
                     "emit refused: bus is full"
                 );
-                Err(EmitError::new(EmitErrorKind::Full { capacity }, event))
-            }
-        }
+                EmitErrorKind::Full { capacity }
+            })
     }
 
-    fn spawn_with<E: Event>(
+    fn spawn<E: Event>(
         &self,
         event: E,
-        meta: EventMeta,
+        mut meta: EventMeta,
+        work: TaskTrackerToken,
         permit: OwnedSemaphorePermit,
     ) -> Result<(), EmitError<E>> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -113,35 +165,40 @@ impl EventBus {
         };
         // Emitted work runs later: its time is now.
         meta.stamp();
+        meta.awaited_by_shutdown = true;
         let (id, name) = (meta.id, meta.event_type.name());
         self.in_flight().insert(id, name);
         let bus = self.clone();
-        self.inner().tracker.spawn_on(
-            async move {
-                let report = bus.run(event, meta).await;
-                bus.in_flight().remove(&id);
-                drop(permit);
-                if report.is_ok() {
-                    return;
-                }
-                match &bus.inner().config.on_failure {
-                    Some(hook) => {
-                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&report)))
-                            .is_err()
-                        {
-                            tracing::error!(event = name, %id, "the on_failure hook panicked");
-                        }
-                    }
-                    None => {
-                        if let Err(error) = report.into_result() {
-                            tracing::warn!(event = name, %id, %error, "emitted event failed");
-                        }
-                    }
-                }
-            },
-            &runtime,
-        );
+        runtime.spawn(async move {
+            let report = bus.run(event, meta).await;
+            bus.in_flight().remove(&id);
+            drop(permit);
+            if !report.is_ok() {
+                bus.report_emit_failure(report);
+            }
+            // Last: `shutdown` may return once every token is dropped.
+            drop(work);
+        });
         Ok(())
+    }
+
+    /// Hands the report of an emitted event that failed to the `on_failure` hook, or to
+    /// `tracing` without one.
+    fn report_emit_failure(&self, report: crate::PublishReport) {
+        let (name, id) = (report.event_type().name(), report.event_id());
+        match &self.inner().config.on_failure {
+            Some(hook) => {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&report))).is_err()
+                {
+                    tracing::error!(event = name, %id, "the on_failure hook panicked");
+                }
+            }
+            None => {
+                if let Err(error) = report.into_result() {
+                    tracing::warn!(event = name, %id, %error, "emitted event failed");
+                }
+            }
+        }
     }
 
     fn in_flight(&self) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<EventId, &'static str>> {

@@ -68,10 +68,26 @@ impl fmt::Debug for Headers {
 impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Self {
         let mut headers = Headers::new();
-        for (n, v) in iter {
-            headers.insert(n, v);
-        }
+        headers.extend(iter);
         headers
+    }
+}
+
+/// Sets each header in turn, replacing a value already set under its name.
+impl<N: Into<String>, V: Into<String>> Extend<(N, V)> for Headers {
+    fn extend<I: IntoIterator<Item = (N, V)>>(&mut self, iter: I) {
+        for (n, v) in iter {
+            self.insert(n, v);
+        }
+    }
+}
+
+impl IntoIterator for Headers {
+    type Item = (String, String);
+    type IntoIter = std::vec::IntoIter<(String, String)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
     }
 }
 

@@ -50,6 +50,9 @@ pub struct EventMeta {
     pub(crate) origin: Option<Arc<str>>,
     /// The events that caused this one, nearest last; only follow-ups allocate it.
     trail: Option<Arc<Trail>>,
+    /// Whether this event is handled inside emitted work, which `shutdown` waits for: its
+    /// handlers' follow-ups are accepted while shutdown drains.
+    pub(crate) awaited_by_shutdown: bool,
 }
 
 struct Trail {
@@ -71,6 +74,7 @@ impl EventMeta {
             headers: Headers::new(),
             origin: None,
             trail: None,
+            awaited_by_shutdown: false,
         }
     }
 
@@ -86,6 +90,7 @@ impl EventMeta {
             headers: std::mem::take(&mut incoming.headers),
             origin: Some(incoming.source.as_str().into()),
             trail: None,
+            awaited_by_shutdown: false,
         }
     }
 
@@ -104,7 +109,14 @@ impl EventMeta {
                 name: parent.event_type.name(),
                 parent: parent.trail.clone(),
             })),
+            awaited_by_shutdown: parent.awaited_by_shutdown,
         }
+    }
+
+    /// The same event with `headers` set (over any it had).
+    pub(crate) fn with_headers(mut self, headers: Headers) -> Self {
+        self.headers.extend(headers);
+        self
     }
 
     /// Reads the clock now, if not done yet: every path that may run later than the publish
