@@ -3,13 +3,13 @@
 //! worker threads and asserts zero losses.
 
 use eventbus_core::{Context, EmitErrorKind, Event, EventBus, Refusal};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Barrier, Notify};
 
 #[derive(Event, Debug)]
-struct Job(u32);
+struct Job(#[allow(dead_code)] u32);
 
 #[derive(Event, Debug)]
 struct FollowUp;
