@@ -345,3 +345,131 @@ async fn logging_opens_a_span_per_publish_and_per_handler() {
     assert!(output.contains("smtp down"), "{output}");
     assert!(output.contains("published with failures"), "{output}");
 }
+
+#[tokio::test]
+async fn a_middleware_returning_a_report_it_did_not_get_for_this_event_is_named_in_a_refusal() {
+    // A "cache" that answers every event after the first with the first event's report.
+    let cached: Arc<Mutex<Option<eventbus_core::PublishReport>>> = Arc::default();
+    let c = cached.clone();
+    let bus = EventBus::builder()
+        .middleware(middleware::from_fn("outer", |env: Envelope, next: Next| {
+            next.run(env)
+        }))
+        .middleware(middleware::from_fn(
+            "cache",
+            move |env: Envelope, next: Next| {
+                let c = c.clone();
+                async move {
+                    let kept = c.lock().unwrap().clone();
+                    match kept {
+                        Some(report) => report,
+                        None => {
+                            let report = next.run(env).await;
+                            *c.lock().unwrap() = Some(report.clone());
+                            report
+                        }
+                    }
+                }
+            },
+        ))
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(0));
+    let s = seen.clone();
+    let _sub = bus.subscribe(move |_: &Heartbeat| *s.lock().unwrap() += 1);
+
+    let first = bus.publish(Heartbeat).await;
+    assert!(first.is_ok() && first.handled() == 1);
+    let second = bus.publish(Heartbeat).await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        1,
+        "the second event reached no handler"
+    );
+    assert!(!second.is_ok(), "the caller must not see success");
+    assert_eq!(second.handled(), 0);
+    assert_ne!(second.event_id(), first.event_id());
+    assert_eq!(
+        second.refusal(),
+        Some(&Refusal::Swallowed {
+            middleware: "cache".into()
+        })
+    );
+    assert!(second
+        .into_result()
+        .unwrap_err()
+        .to_string()
+        .contains("middleware `cache` returned a report that was not this event's"));
+}
+
+#[tokio::test]
+async fn headers_given_at_publish_reach_middleware_handlers_and_follow_ups() {
+    let bus = EventBus::builder()
+        .middleware(middleware::from_fn("check", |env: Envelope, next: Next| {
+            let tenant = env.header("tenant").map(str::to_owned);
+            async move {
+                match tenant.as_deref() {
+                    Some("acme") => next.run(env).await,
+                    _ => env.filter("no tenant"),
+                }
+            }
+        }))
+        .build()
+        .unwrap();
+    let seen: Log = Arc::default();
+    let s = seen.clone();
+    let _a = bus.subscribe(move |_: &Heartbeat, ctx: Context| {
+        s.lock().unwrap().push(format!(
+            "heartbeat {:?} {:?}",
+            ctx.header("tenant"),
+            ctx.header("trace")
+        ));
+        let follow = eventbus_core::Headers::from_iter([("trace", "t-2")]);
+        ctx.emit_with(WelcomeSent, follow).unwrap();
+    });
+    let s = seen.clone();
+    let _b = bus.subscribe(move |_: &WelcomeSent, ctx: Context| {
+        s.lock().unwrap().push(format!(
+            "welcome {:?} {:?}",
+            ctx.header("tenant"),
+            ctx.header("trace")
+        ));
+    });
+    let headers = eventbus_core::Headers::from_iter([("tenant", "acme"), ("trace", "t-1")]);
+    assert!(bus.publish_with(Heartbeat, headers.clone()).await.is_ok());
+    bus.emit_with(Heartbeat, headers).unwrap();
+    assert_eq!(
+        bus.publish(Heartbeat).await.filtered(),
+        Some(("check", "no tenant"))
+    );
+    bus.shutdown().await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter()
+            .filter(|l| *l == r#"heartbeat Some("acme") Some("t-1")"#)
+            .count(),
+        2
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|l| *l == r#"welcome Some("acme") Some("t-2")"#)
+            .count(),
+        2,
+        "follow-ups inherit headers, and headers given to emit_with override them: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_authorization_layer_takes_a_name() {
+    let bus = EventBus::builder()
+        .middleware(Authorize::named("admins-only", |_: &Envelope| async {
+            Err::<(), _>("not an admin".to_owned())
+        }))
+        .build()
+        .unwrap();
+    assert_eq!(
+        bus.publish(Heartbeat).await.filtered(),
+        Some(("admins-only", "not an admin"))
+    );
+    assert!(format!("{bus:?}").contains("admins-only"));
+}

@@ -101,3 +101,21 @@ async fn events_that_are_not_clone_are_counted_by_metadata() {
     assert_eq!(recorder.count::<NotClonable>(), 1);
     assert!(recorder.records()[0].event.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_a_snapshot_that_may_be_held_across_a_publish() {
+    let recorder = Recorder::new();
+    let bus = bus(&recorder);
+    bus.publish(ReceiptSent { cart: 1 }).await;
+    let before = recorder.records();
+    // Holding the records while publishing more must not deadlock (it would with a guard).
+    let published = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        bus.publish(ReceiptSent { cart: 2 }),
+    )
+    .await
+    .expect("publishing while holding records() does not deadlock");
+    assert!(published.is_ok());
+    assert_eq!(before.len(), 1);
+    assert_eq!(recorder.records().len(), 2);
+}

@@ -16,6 +16,8 @@ pub struct PublishReport {
     handled: usize,
     failures: Vec<HandlerFailure>,
     refusal: Option<Refusal>,
+    /// The middleware run that produced it (see `middleware::Next`); 0 outside middleware.
+    pub(crate) run: u64,
 }
 
 impl PublishReport {
@@ -26,6 +28,7 @@ impl PublishReport {
             handled: 0,
             failures: Vec::new(),
             refusal: None,
+            run: 0,
         }
     }
 
@@ -212,6 +215,12 @@ pub enum Refusal {
         /// Why.
         reason: String,
     },
+    /// A middleware returned a report it did not get from `next` for this event (a cached or
+    /// cloned one, or one of another event): this event reached no handler through it.
+    Swallowed {
+        /// The middleware's name.
+        middleware: String,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -226,6 +235,12 @@ impl fmt::Display for Refusal {
             Refusal::Filtered { middleware, reason } => {
                 write!(f, "filtered by middleware `{middleware}`: {reason}")
             }
+            Refusal::Swallowed { middleware } => write!(
+                f,
+                "middleware `{middleware}` returned a report that was not this event's, \
+                 so the event reached no handler: return what `next.run(envelope)` gives, \
+                 or `envelope.filter(reason)`"
+            ),
         }
     }
 }

@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// ```
 #[derive(Clone, Default)]
 pub struct Recorder {
-    records: Arc<Mutex<Vec<Record>>>,
+    records: Arc<Mutex<Vec<Arc<Record>>>>,
 }
 
 /// One recorded publish.
@@ -68,13 +68,14 @@ impl Recorder {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Record>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Record>>> {
         self.records.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Every recorded publish, in order.
-    pub fn records(&self) -> std::sync::MutexGuard<'_, Vec<Record>> {
-        self.lock()
+    /// Every recorded publish so far, in order: a snapshot, so holding it while publishing
+    /// more is fine (the recorder keeps recording; call again to see the new ones).
+    pub fn records(&self) -> Vec<Arc<Record>> {
+        self.lock().clone()
     }
 
     /// Every recorded event that is a `T` (its type or a derived one), as `T`.
@@ -110,7 +111,7 @@ impl Recorder {
     #[track_caller]
     pub fn assert_published<T: Event>(&self) -> RecordSummary {
         let records = self.lock();
-        let matching: Vec<&Record> = records.iter().filter(|r| r.is::<T>()).collect();
+        let matching: Vec<&Arc<Record>> = records.iter().filter(|r| r.is::<T>()).collect();
         match matching[..] {
             [one] => RecordSummary::of(one),
             _ => panic!(
@@ -183,7 +184,7 @@ impl Middleware for Recorder {
     }
 
     fn handle(&self, envelope: Envelope, next: Next) -> BoxFuture<'static, PublishReport> {
-        self.lock().push(Record {
+        self.lock().push(Arc::new(Record {
             event_type: envelope.event_type(),
             name: envelope.event_name(),
             id: envelope.event_id(),
@@ -192,7 +193,7 @@ impl Middleware for Recorder {
             depth: envelope.depth(),
             headers: envelope.headers().clone(),
             event: envelope.clone_event(),
-        });
+        }));
         next.run(envelope)
     }
 }

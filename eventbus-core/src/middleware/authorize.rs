@@ -35,6 +35,7 @@ use std::future::Future;
 /// # drop(bus);
 /// ```
 pub struct Authorize<F> {
+    name: String,
     check: F,
 }
 
@@ -43,9 +44,18 @@ where
     F: Fn(&Envelope) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
-    /// A filter that lets an event through when `check` returns `Ok(())`.
+    /// A filter named `authorize` that lets an event through when `check` returns `Ok(())`.
     pub fn new(check: F) -> Self {
-        Authorize { check }
+        Self::named("authorize", check)
+    }
+
+    /// [`new`](Self::new) with the name that reports and filtered events show, to tell
+    /// several authorization layers apart.
+    pub fn named(name: impl Into<String>, check: F) -> Self {
+        Authorize {
+            name: name.into(),
+            check,
+        }
     }
 }
 
@@ -55,7 +65,7 @@ where
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
     fn name(&self) -> &str {
-        "authorize"
+        &self.name
     }
 
     fn handle(&self, envelope: Envelope, next: Next) -> BoxFuture<'static, PublishReport> {
@@ -71,6 +81,8 @@ where
 
 impl<F> fmt::Debug for Authorize<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Authorize")
+        f.debug_struct("Authorize")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }

@@ -64,6 +64,7 @@ use std::fmt;
 use std::future::Future;
 use std::ops::Deref;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Code that runs around every publish; see the [module docs](self).
@@ -149,14 +150,19 @@ pub struct Envelope {
     pub(crate) meta: EventMeta,
     /// The middleware currently holding the envelope, for [`filter`](Self::filter).
     current: Option<Arc<str>>,
+    /// This run through the chain: every report made for it carries the same number, so a
+    /// report a middleware made up (or kept from another event) is told apart.
+    run: u64,
 }
 
 impl Envelope {
     pub(crate) fn new(event: Box<dyn ErasedEvent>, meta: EventMeta) -> Self {
+        static RUNS: AtomicU64 = AtomicU64::new(1);
         Envelope {
             event,
             meta,
             current: None,
+            run: RUNS.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -191,14 +197,16 @@ impl Envelope {
     /// [`refusal`](PublishReport::refusal) is [`Refusal::Filtered`], naming this middleware.
     pub fn filter(self, reason: impl Into<String>) -> PublishReport {
         let middleware = self.current.as_deref().unwrap_or("(unknown)").to_owned();
-        PublishReport::refused(
-            self.meta.event_type,
-            self.meta.id,
-            Refusal::Filtered {
-                middleware,
-                reason: reason.into(),
-            },
-        )
+        self.refuse(Refusal::Filtered {
+            middleware,
+            reason: reason.into(),
+        })
+    }
+
+    fn refuse(&self, refusal: Refusal) -> PublishReport {
+        let mut report = PublishReport::refused(self.meta.event_type, self.meta.id, refusal);
+        report.run = self.run;
+        report
     }
 }
 
@@ -240,9 +248,11 @@ impl Next {
                 .skip(self.index)
                 .find(|(_, layer)| layer.applies_to(event_type))
             else {
-                return self.bus.dispatch(&*envelope.event, &envelope.meta).await;
+                let mut report = self.bus.dispatch(&*envelope.event, &envelope.meta).await;
+                report.run = envelope.run;
+                return report;
             };
-            let (event_id, name) = (envelope.meta.id, Arc::clone(&layer.name));
+            let (run, event_id, name) = (envelope.run, envelope.meta.id, Arc::clone(&layer.name));
             envelope.current = Some(Arc::clone(&name));
             let next = Next {
                 bus: self.bus.clone(),
@@ -255,16 +265,31 @@ impl Next {
                 Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
                 Err(panic) => Err(panic),
             };
-            outcome.unwrap_or_else(|panic| {
-                let message = panic_message(panic.as_ref());
-                tracing::error!(middleware = %name, event = event_type.name(), %message, "middleware panicked");
-                let mut report = PublishReport::new(event_type, event_id);
-                report.record_middleware_failure(HandlerFailure::middleware_failed(
-                    &name,
-                    FailureKind::Panic(message),
-                ));
-                report
-            })
+            let mut report = match outcome {
+                Ok(report) if report.run == run => return report,
+                Ok(_) => {
+                    tracing::error!(middleware = %name, event = event_type.name(), "middleware returned a report that was not this event's; the event reached no handler");
+                    PublishReport::refused(
+                        event_type,
+                        event_id,
+                        Refusal::Swallowed {
+                            middleware: name.to_string(),
+                        },
+                    )
+                }
+                Err(panic) => {
+                    let message = panic_message(panic.as_ref());
+                    tracing::error!(middleware = %name, event = event_type.name(), %message, "middleware panicked");
+                    let mut report = PublishReport::new(event_type, event_id);
+                    report.record_middleware_failure(HandlerFailure::middleware_failed(
+                        &name,
+                        FailureKind::Panic(message),
+                    ));
+                    report
+                }
+            };
+            report.run = run;
+            report
         })
     }
 }
