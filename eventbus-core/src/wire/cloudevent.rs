@@ -11,6 +11,8 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
 use std::time::SystemTime;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 const SPEC_VERSION: &str = "1.0";
 const CONTENT_TYPE: &str = "application/json";
@@ -67,6 +69,8 @@ pub(crate) enum EncodeError {
     NotDistributed(&'static str),
     /// serde failed.
     Serialize(serde_json::Error),
+    /// The event's time has no RFC 3339 form (a year past 9999).
+    Time(time::error::Format),
 }
 
 impl fmt::Display for EncodeError {
@@ -77,6 +81,7 @@ impl fmt::Display for EncodeError {
                 "`{name}` cannot be sent: mark its type `#[event(distributed)]`"
             ),
             EncodeError::Serialize(error) => write!(f, "cannot serialise the event: {error}"),
+            EncodeError::Time(error) => write!(f, "cannot write the event's time: {error}"),
         }
     }
 }
@@ -108,7 +113,7 @@ pub(crate) fn encode(
     }
     let (id, correlation_id) = (meta.id.hyphenated(), meta.correlation_id.hyphenated());
     let causation_id = meta.causation_id.map(EventId::hyphenated);
-    let time = humantime::format_rfc3339_millis(meta.time()).to_string();
+    let time = format_time(meta.time()).map_err(EncodeError::Time)?;
     let outgoing = Outgoing {
         specversion: SPEC_VERSION,
         id: &id,
@@ -130,6 +135,18 @@ pub(crate) fn encode(
     (registration.encode)(part, &mut json).map_err(EncodeError::Serialize)?;
     json.push(b'}');
     Ok(String::from_utf8(json).expect("serde_json writes UTF-8"))
+}
+
+/// RFC 3339 in UTC with as many fraction digits as the instant needs, so it reads back exact.
+fn format_time(at: SystemTime) -> Result<String, time::error::Format> {
+    OffsetDateTime::from(at).format(&Rfc3339)
+}
+
+/// Any RFC 3339 timestamp: every offset (`Z`, `z`, `+02:00`, `-00:00`), any fraction length,
+/// `T` or `t` (or a space) between date and time, and a leap second (read as the last instant
+/// of the second before).
+fn parse_time(text: &str) -> Result<SystemTime, time::error::Parse> {
+    OffsetDateTime::parse(text, &Rfc3339).map(SystemTime::from)
 }
 
 fn is_extension_name(name: &str) -> bool {
@@ -253,8 +270,9 @@ impl<'a> Envelope<'a> {
             )));
         }
         let time = match string(time, "time", false)? {
-            Some(text) => humantime::parse_rfc3339_weak(&text)
-                .map_err(|e| malformed(format!("`time` {text:?}: {e}")))?,
+            Some(text) => {
+                parse_time(&text).map_err(|e| malformed(format!("`time` {text:?}: {e}")))?
+            }
             None => SystemTime::now(),
         };
         if let Some(content_type) = string(datacontenttype, "datacontenttype", false)? {
@@ -264,11 +282,7 @@ impl<'a> Envelope<'a> {
                 )));
             }
         }
-        let version = match eventversion {
-            Some(raw) => serde_json::from_str::<u32>(raw.get())
-                .map_err(|_| malformed("`eventversion` must be a non-negative integer".into()))?,
-            None => 1,
-        };
+        let version = eventversion.map_or(Ok(1), parse_version)?;
         let parse_id = |text: Option<Cow<str>>| text.and_then(|t| t.parse::<EventId>().ok());
         Ok(Envelope {
             remote_id: string(id, "id", true)?.unwrap_or_default(),
@@ -349,6 +363,22 @@ impl<'a> Envelope<'a> {
             headers,
         })
     }
+}
+
+/// The `eventversion` extension: a CloudEvents Integer, as a JSON number or in its canonical
+/// string form (`"2"`), which generic producers write for an extension whose type they do not
+/// know. Versions start at 1.
+fn parse_version(raw: &RawValue) -> Result<u32, DecodeError> {
+    let version = match serde_json::from_str::<Attribute>(raw.get()) {
+        Ok(Attribute::Text(text)) => text.parse::<u32>().ok(),
+        _ => serde_json::from_str::<u32>(raw.get()).ok(),
+    };
+    version.filter(|v| *v >= 1).ok_or_else(|| {
+        DecodeError::Malformed(format!(
+            "`eventversion` must be an integer from 1 up, as a number or a decimal string; got {}",
+            raw.get()
+        ))
+    })
 }
 
 /// An envelope's members as read in one pass: string attributes parsed in place (borrowed
@@ -616,6 +646,89 @@ mod tests {
             decode(truncated.as_bytes()).err().map(|e| e.label()),
             Some("malformed")
         );
+    }
+
+    fn with_attribute(key: &str, value: serde_json::Value) -> String {
+        let good = encode(&child(), &EventMeta::root(Child::TYPE), "s", "i").unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
+        v[key] = value;
+        v.to_string()
+    }
+
+    #[test]
+    fn every_rfc3339_form_of_time_reads_as_the_same_instant() {
+        use std::time::{Duration, UNIX_EPOCH};
+        // 2026-11-30T08:00:00Z, plus a fraction where one is given.
+        let at = |nanos: u64| {
+            UNIX_EPOCH + Duration::from_secs(1_796_025_600) + Duration::from_nanos(nanos)
+        };
+        let cases = [
+            ("2026-11-30T10:00:00.123+02:00", at(123_000_000)),
+            ("2026-11-30T10:00:00+02:00", at(0)),
+            ("2026-11-30T08:00:00Z", at(0)),
+            ("2026-11-30t08:00:00z", at(0)),
+            ("2026-11-30T08:00:00-00:00", at(0)),
+            ("2026-11-30T08:00:00+00:00", at(0)),
+            ("2026-11-30T03:30:00.5-04:30", at(500_000_000)),
+            ("2026-11-30T08:00:00.1Z", at(100_000_000)),
+            ("2026-11-30T08:00:00.12Z", at(120_000_000)),
+            ("2026-11-30T08:00:00.123456Z", at(123_456_000)),
+            ("2026-11-30T08:00:00.123456789Z", at(123_456_789)),
+            ("2026-11-30T08:00:00.000000001Z", at(1)),
+            ("2026-11-30T23:59:00+15:59", at(0)),
+            ("2026-11-29T16:01:00-15:59", at(0)),
+        ];
+        for (text, expected) in cases {
+            let incoming = decode(with_attribute("time", text.into()).as_bytes())
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(incoming.time, expected, "{text}");
+        }
+        for bad in [
+            "2026-11-30T10:00:00",
+            "2026-11-30T10:00Z",
+            "2026-11-30T10:00:00+0200",
+            "30/11/2026",
+        ] {
+            let error = decode(with_attribute("time", bad.into()).as_bytes()).err();
+            assert_eq!(error.map(|e| e.label()), Some("malformed"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_time_we_write_reads_back_as_the_same_instant() {
+        let meta = EventMeta::root(Child::TYPE);
+        let json = encode(&child(), &meta, "s", "i").unwrap();
+        assert_eq!(decode(json.as_bytes()).unwrap().time, meta.time());
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let text = value["time"].as_str().unwrap();
+        assert!(text.ends_with('Z') && text.contains('T'), "{text}");
+    }
+
+    #[test]
+    fn eventversion_reads_as_a_number_or_its_canonical_string() {
+        for (value, version) in [(serde_json::json!(2), 2), (serde_json::json!("2"), 2)] {
+            let incoming = decode(with_attribute("eventversion", value.clone()).as_bytes());
+            let incoming = incoming.unwrap_or_else(|e| panic!("{value}: {e}"));
+            assert_eq!(incoming.event.event_type().version(), version);
+        }
+        assert_eq!(
+            decode(with_attribute("eventversion", "9".into()).as_bytes()).err(),
+            Some(DecodeError::UnknownVersion {
+                name: "test.child".into(),
+                version: 9
+            })
+        );
+        for bad in [
+            serde_json::json!("two"),
+            serde_json::json!(0),
+            serde_json::json!("0"),
+            serde_json::json!(-1),
+            serde_json::json!(1.5),
+            serde_json::json!(null),
+        ] {
+            let error = decode(with_attribute("eventversion", bad.clone()).as_bytes()).err();
+            assert_eq!(error.map(|e| e.label()), Some("malformed"), "{bad}");
+        }
     }
 
     #[test]
