@@ -220,7 +220,7 @@ fn main() {
         let _ = probe.sender.publish(order(1)).await;
         probe.received.wait_for(1).await;
         for bridge in &probe.bridges {
-            bridge.shutdown().await;
+            assert!(bridge.shutdown().await.is_complete());
         }
         envelope_size(&url, &probe_stream).await
     });
@@ -253,7 +253,7 @@ fn main() {
                 let rate = throughput(&pair).await;
                 let latencies = latencies(&pair).await;
                 for bridge in &pair.bridges {
-                    bridge.shutdown().await;
+                    assert!(bridge.shutdown().await.is_complete());
                 }
                 (rate, latencies)
             });

@@ -153,8 +153,8 @@ async fn broadcast_round_trip_of_a_three_level_hierarchy_and_own_events_skipped(
     assert_eq!(orders.diagnostics().sent, 1);
     assert_eq!(shipping.diagnostics().dispatched, 1);
 
-    orders.shutdown().await;
-    shipping.shutdown().await;
+    assert!(orders.shutdown().await.is_complete());
+    assert!(shipping.shutdown().await.is_complete());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,9 +214,9 @@ async fn durable_competing_consumers_split_the_work_and_other_services_get_every
     drop(handled);
 
     orders_bus.shutdown().await;
-    orders.shutdown().await;
+    assert!(orders.shutdown().await.is_complete());
     for bridge in bridges {
-        bridge.shutdown().await;
+        assert!(bridge.shutdown().await.is_complete());
     }
 }
 
@@ -282,8 +282,8 @@ async fn entries_of_a_consumer_that_died_mid_work_are_claimed_by_a_live_one() {
         }
     })
     .await;
-    survivor.shutdown().await;
-    orders.shutdown().await;
+    assert!(survivor.shutdown().await.is_complete());
+    assert!(orders.shutdown().await.is_complete());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,8 +321,8 @@ async fn an_always_failing_handler_sends_the_entry_to_the_dead_letter_stream_aft
     let payload: String = redis::from_redis_value(entries.ids[0].map["payload"].clone()).unwrap();
     assert!(payload.contains("\"type\":\"test.order.placed\""));
     assert_eq!(billing.diagnostics().dead_lettered, 1);
-    billing.shutdown().await;
-    orders.shutdown().await;
+    assert!(billing.shutdown().await.is_complete());
+    assert!(orders.shutdown().await.is_complete());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,7 +398,7 @@ async fn every_kind_of_bad_durable_payload_is_dead_lettered_and_the_next_good_on
         (3, 1, 1, 1)
     );
     assert_eq!((d.dead_lettered, d.dispatched), (6, 1));
-    billing.shutdown().await;
+    assert!(billing.shutdown().await.is_complete());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,7 +436,7 @@ async fn bad_broadcast_payloads_are_counted_and_the_next_good_one_handled() {
         ),
         (5, 1, 1, 1, 1, 1)
     );
-    shipping.shutdown().await;
+    assert!(shipping.shutdown().await.is_complete());
 }
 
 #[tokio::test]
@@ -453,7 +453,7 @@ async fn routing_an_event_that_is_not_distributed_is_a_failure_in_the_report() {
         report.failures()[0].to_string(),
         "`test.local_only` cannot be sent: mark its type `#[event(distributed)]`"
     );
-    bridge.shutdown().await;
+    assert!(bridge.shutdown().await.is_complete());
 }
 
 #[test]

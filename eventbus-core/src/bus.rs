@@ -121,6 +121,18 @@ impl EventBus {
         &self.inner.config.layers
     }
 
+    /// The middleware of type `M` this bus runs (a bridge checks that its outbound side is
+    /// there).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn middleware_of<M: crate::middleware::Middleware>(
+        &self,
+    ) -> impl Iterator<Item = &M> {
+        self.layers().iter().filter_map(|layer| {
+            let any: &dyn std::any::Any = &*layer.middleware;
+            any.downcast_ref::<M>()
+        })
+    }
+
     /// Publishes `event` and waits until every handler has run.
     ///
     /// The event passes through the middleware, then the handlers of its type and of all its

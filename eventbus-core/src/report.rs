@@ -69,6 +69,12 @@ impl PublishReport {
         }
     }
 
+    /// `true` when the event was dispatched (not refused or filtered) but no handler took it:
+    /// a dead event.
+    pub fn is_unhandled(&self) -> bool {
+        self.handled == 0 && self.refusal.is_none() && self.failures.is_empty()
+    }
+
     /// How many handlers ran (successfully or not). `0` means the event reached no handler.
     pub fn handled(&self) -> usize {
         self.handled

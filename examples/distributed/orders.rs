@@ -60,7 +60,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if done < count {
         println!("[orders] is `cargo run --example distributed-shipping` running?");
     }
-    bridge.shutdown().await;
+    for unsent in bridge.shutdown().await.unsent() {
+        eprintln!(
+            "[orders] not sent to {}: {}",
+            unsent.target(),
+            unsent.payload()
+        );
+    }
     println!("[orders] diagnostics: {:?}", bridge.diagnostics());
     Ok(())
 }

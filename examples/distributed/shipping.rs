@@ -55,7 +55,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
         None => tokio::signal::ctrl_c().await?,
     }
-    bridge.shutdown().await;
+    for unsent in bridge.shutdown().await.unsent() {
+        eprintln!(
+            "[shipping] not sent to {}: {}",
+            unsent.target(),
+            unsent.payload()
+        );
+    }
     println!("[shipping] diagnostics: {:?}", bridge.diagnostics());
     Ok(())
 }

@@ -60,6 +60,7 @@ use crate::handler::{panic_message, BoxFuture};
 use crate::report::{FailureKind, HandlerFailure, Refusal};
 use crate::{Event, EventBus, EventMeta, EventType, Headers, PublishReport};
 use futures_util::FutureExt;
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::ops::Deref;
@@ -70,7 +71,7 @@ use std::sync::Arc;
 /// Code that runs around every publish; see the [module docs](self).
 ///
 /// Implement it for a type, or build one from an async closure with [`from_fn`].
-pub trait Middleware: Send + Sync + 'static {
+pub trait Middleware: Any + Send + Sync {
     /// The name used in reports (a filtered event names its filter). Default: the type name.
     fn name(&self) -> &str {
         std::any::type_name::<Self>()

@@ -49,7 +49,7 @@ impl Subscriber {
         loop {
             let push = tokio::select! {
                 push = self.pushes.recv() => push,
-                _ = stop.wait_for(|stop| *stop) => return,
+                _ = stop.wait_for(Option::is_some) => return,
             };
             let Some(push) = push else { return };
             match push.kind {
@@ -85,6 +85,14 @@ impl Subscriber {
         };
         let report = bus.publish_incoming(incoming).await;
         Diagnostics::bump(&diagnostics.dispatched);
+        if report.is_unhandled() {
+            Diagnostics::bump(&diagnostics.unhandled);
+            tracing::warn!(
+                event = report.event_type().name(),
+                "broadcast event taken by no local handler (at-most-once: not kept)"
+            );
+            return;
+        }
         if let Err(error) = report.into_result() {
             tracing::warn!(%error, "broadcast event failed locally (at-most-once: not retried)");
         }

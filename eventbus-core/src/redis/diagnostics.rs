@@ -23,19 +23,40 @@ macro_rules! counters {
                 }
             }
         }
+
+        impl DiagnosticsSnapshot {
+            /// Every counter by name, in declaration order: for exporters and dashboards.
+            pub fn counters(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [$((stringify!($name), self.$name),)*].into_iter()
+            }
+        }
     };
 }
 
 counters! {
     /// Events written to Redis.
     sent,
-    /// Events that could not be sent: not distributed, not serialisable, or a broadcast batch
-    /// that failed (at-most-once).
-    send_failures,
+    /// Durable events written again after a failed round trip or a rejected write.
+    send_retries,
+    /// Events that could not be encoded: not `#[event(distributed)]`, or serde failed.
+    send_failed_encode,
+    /// Broadcasts lost with a failed round trip (at-most-once: not retried).
+    send_failed_connection,
+    /// Events the server rejected (an error reply): broadcasts at once, durable events after
+    /// several tries.
+    send_failed_reply,
+    /// Broadcasts dropped because the send queue was full.
+    send_dropped_full,
+    /// Events refused because the bridge was shut down (handled locally only).
+    send_failed_stopped,
+    /// Events still queued at the shutdown deadline: handed back by `shutdown()`.
+    unsent_at_shutdown,
     /// Messages and entries received.
     received,
     /// Received events published on the local bus.
     dispatched,
+    /// Received events that no local handler took.
+    unhandled,
     /// Received events this process (broadcast) or service (durable) sent itself.
     skipped_own,
     /// Durable entries dropped as duplicates.

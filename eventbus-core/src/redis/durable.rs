@@ -2,7 +2,7 @@
 //! acknowledged after the local handlers succeeded, retried by claiming them again once idle,
 //! and moved to `<stream>:dead` after too many deliveries or when they cannot be decoded.
 
-use super::{BridgeError, Diagnostics, Inner};
+use super::{BridgeError, Diagnostics, Inner, Unhandled};
 use crate::wire::Envelope;
 use crate::EventBus;
 use redis::aio::ConnectionManager;
@@ -51,11 +51,15 @@ impl Consumer {
         &self.inner.service
     }
 
-    /// Creates the service's group (from new entries on) unless it exists.
+    /// Creates the service's group, starting where the settings say, unless it exists.
     async fn ensure_group(&mut self) -> RedisResult<()> {
         let created: RedisResult<()> = self
             .commands
-            .xgroup_create_mkstream(&self.stream, &*self.inner.service, "$")
+            .xgroup_create_mkstream(
+                &self.stream,
+                &*self.inner.service,
+                self.inner.settings.group_start.id(),
+            )
             .await;
         match created {
             Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
@@ -201,6 +205,22 @@ impl Consumer {
         }
         let report = bus.publish_incoming(incoming).await;
         Diagnostics::bump(&diagnostics.dispatched);
+        if report.is_unhandled() {
+            Diagnostics::bump(&diagnostics.unhandled);
+            let name = report.event_type().name();
+            let reason = format!("no local handler takes `{name}`");
+            return match self.inner.settings.unhandled {
+                Unhandled::Acknowledge => self.acks.push(entry.id),
+                Unhandled::DeadLetter => self.dead_letter(&entry, Some(&payload), &reason).await,
+                Unhandled::Retry if deliveries >= self.inner.settings.max_deliveries as usize => {
+                    let reason = format!("{reason} after {deliveries} deliveries");
+                    self.dead_letter(&entry, Some(&payload), &reason).await
+                }
+                Unhandled::Retry => {
+                    tracing::warn!(stream = %self.stream, id = %entry.id, event = name, deliveries, "entry taken by no handler; left pending, it will be delivered again");
+                }
+            };
+        }
         match report.into_result() {
             Ok(_) => {
                 self.seen.insert(key);

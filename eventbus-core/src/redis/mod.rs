@@ -39,7 +39,10 @@
 //! let bus = EventBus::builder().middleware(bridge.outbound()).build()?;
 //! bridge.start(&bus).await?;          // subscribes; remote events now reach local handlers
 //! let _ = bus.publish(OrderPlaced { id: 1 }).await; // local handlers, and Redis
-//! bridge.shutdown().await;            // stop reading, finish and ack, flush sends
+//! let report = bridge.shutdown().await; // stop reading, finish and ack, flush sends
+//! for unsent in report.unsent() {       // what Redis did not take before the deadline
+//!     eprintln!("not sent to {}: {}", unsent.target(), unsent.payload());
+//! }
 //! # Ok(()) }
 //! ```
 
@@ -49,16 +52,18 @@ mod durable;
 mod outbound;
 
 pub use diagnostics::{Diagnostics, DiagnosticsSnapshot};
-pub use outbound::Outbound;
+pub use outbound::{Outbound, UnsentEvent};
 
 use crate::{Event, EventBus, EventId, EventType};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, IntoConnectionInfo, ProtocolVersion};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tokio_util::task::TaskTracker;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// How an event type travels.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +89,9 @@ pub(crate) struct Settings {
     pub(crate) stream_maxlen: usize,
     pub(crate) dedup_window: usize,
     pub(crate) outbox_capacity: usize,
+    pub(crate) group_start: GroupStart,
+    pub(crate) unhandled: Unhandled,
+    pub(crate) shutdown_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -96,8 +104,56 @@ impl Default for Settings {
             stream_maxlen: 100_000,
             dedup_window: 10_000,
             outbox_capacity: 65_536,
+            group_start: GroupStart::Now,
+            unhandled: Unhandled::Retry,
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// Where a consumer group that does not exist yet starts reading its stream; see
+/// [`RedisBridgeBuilder::group_start`]. An existing group keeps its position.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupStart {
+    /// Only entries added after the group is created (`$`), the default: a new service does
+    /// not replay the history of a stream it has just joined.
+    #[default]
+    Now,
+    /// Every entry the stream still holds (`0`): a new service catches up on the history.
+    Beginning,
+    /// Entries after this stream id (e.g. `1700000000000-0`).
+    After(String),
+}
+
+impl GroupStart {
+    pub(crate) fn id(&self) -> &str {
+        match self {
+            GroupStart::Now => "$",
+            GroupStart::Beginning => "0",
+            GroupStart::After(id) => id,
+        }
+    }
+}
+
+/// What happens to a durable entry that decodes fine but that no local handler takes (for
+/// example one that arrives before its handler is subscribed); see
+/// [`RedisBridgeBuilder::on_unhandled`]. It is never acknowledged in silence: every such
+/// entry is counted in [`DiagnosticsSnapshot::unhandled`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unhandled {
+    /// Left pending, so it is delivered again after
+    /// [`claim_idle`](RedisBridgeBuilder::claim_idle), to this instance or another, and a
+    /// handler subscribed meanwhile gets it; after
+    /// [`max_deliveries`](RedisBridgeBuilder::max_deliveries) it moves to the dead-letter
+    /// stream. The default.
+    #[default]
+    Retry,
+    /// Moved to the dead-letter stream at once, with the reason "no handler".
+    DeadLetter,
+    /// Acknowledged: the service means to ignore what it has no handler for. Still counted.
+    Acknowledge,
 }
 
 /// Builds a [`RedisBridge`]; see [`RedisBridge::builder`].
@@ -168,6 +224,28 @@ impl RedisBridgeBuilder {
         self
     }
 
+    /// Where this service's consumer group starts reading a stream when the group does not
+    /// exist yet. Default [`GroupStart::Now`]: only entries added from then on.
+    pub fn group_start(mut self, start: GroupStart) -> Self {
+        self.settings.group_start = start;
+        self
+    }
+
+    /// What happens to a durable entry that no local handler takes. Default
+    /// [`Unhandled::Retry`].
+    pub fn on_unhandled(mut self, policy: Unhandled) -> Self {
+        self.settings.unhandled = policy;
+        self
+    }
+
+    /// How long [`RedisBridge::shutdown`] may take, whatever the server does: reading stops,
+    /// in-flight entries finish, and queued events are written until then; what is left is
+    /// handed back in the [`BridgeShutdownReport`]. Default 10 s.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.shutdown_timeout = timeout;
+        self
+    }
+
     /// Checks the configuration; connects nothing yet.
     pub fn build(self) -> Result<RedisBridge, BridgeError> {
         let info = self
@@ -199,29 +277,59 @@ impl RedisBridgeBuilder {
             )));
         }
         let (outbox, outbox_rx) = mpsc::channel(self.settings.outbox_capacity);
-        let (stop, _) = watch::channel(false);
+        let (stop, _) = watch::channel(None);
+        let inner = Arc::new(Inner {
+            service: self.service.into(),
+            instance: EventId::new().to_string(),
+            client,
+            routes: self.routes,
+            settings: self.settings,
+            diagnostics: Arc::default(),
+            outbox,
+            outbox_rx: Mutex::new(Some(outbox_rx)),
+            stop,
+            consumers: Mutex::default(),
+            publisher: Mutex::default(),
+        });
         Ok(RedisBridge {
-            inner: Arc::new(Inner {
-                service: self.service.into(),
-                instance: EventId::new().to_string(),
-                client,
-                routes: self.routes,
-                settings: self.settings,
-                diagnostics: Arc::default(),
-                outbox,
-                outbox_rx: Mutex::new(Some(outbox_rx)),
-                stop,
-                tasks: TaskTracker::new(),
-                publisher: TaskTracker::new(),
+            owner: Arc::new(Owner {
+                inner: inner.clone(),
+                shut_down: AtomicBool::new(false),
             }),
+            inner,
         })
     }
 }
 
 /// A bridge between a local [`EventBus`] and Redis; see the [module docs](self).
+///
+/// Clones share one bridge. Call [`shutdown`](Self::shutdown) before dropping it: dropping the
+/// last clone without it stops the bridge anyway (logged as an unclean stop), and what could
+/// not be sent by the shutdown deadline is logged and counted instead of handed back.
 #[derive(Clone)]
 pub struct RedisBridge {
     inner: Arc<Inner>,
+    /// Held only by the user's clones, never by the bridge's own tasks: its drop is the drop
+    /// of the last handle.
+    owner: Arc<Owner>,
+}
+
+struct Owner {
+    inner: Arc<Inner>,
+    shut_down: AtomicBool,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if self.shut_down.load(Ordering::Acquire) || self.inner.outbox_rx_unstarted() {
+            return;
+        }
+        tracing::warn!(
+            service = %self.inner.service,
+            "RedisBridge dropped without shutdown(): stopping it; events not sent by the deadline are logged and counted, not handed back"
+        );
+        self.inner.begin_stop();
+    }
 }
 
 pub(crate) struct Inner {
@@ -234,11 +342,11 @@ pub(crate) struct Inner {
     pub(crate) diagnostics: Arc<Diagnostics>,
     pub(crate) outbox: mpsc::Sender<outbound::Outgoing>,
     outbox_rx: Mutex<Option<mpsc::Receiver<outbound::Outgoing>>>,
-    /// `true` once shutdown began.
-    pub(crate) stop: watch::Sender<bool>,
-    /// The consumers.
-    tasks: TaskTracker,
-    publisher: TaskTracker,
+    /// `Some(deadline)` once shutdown began: everything stops by then.
+    pub(crate) stop: watch::Sender<Option<Instant>>,
+    consumers: Mutex<Vec<JoinHandle<()>>>,
+    /// The writer; it hands back what it could not write by the deadline.
+    publisher: Mutex<Option<JoinHandle<Vec<outbound::Outgoing>>>>,
 }
 
 impl RedisBridge {
@@ -253,14 +361,28 @@ impl RedisBridge {
         }
     }
 
-    /// The middleware that sends routed events to Redis; add it to the bus builder.
+    /// The middleware that sends routed events to Redis; add it to the bus builder (last).
+    /// [`start`](Self::start) refuses a bus without it.
     pub fn outbound(&self) -> Outbound {
         Outbound::new(self.inner.clone())
     }
 
     /// Connects, creates the consumer groups, subscribes, and starts receiving into `bus` and
     /// sending what [`outbound`](Self::outbound) queues. Call it once.
+    ///
+    /// Fails with [`BridgeError::Config`] when `bus` was built without this bridge's
+    /// [`outbound`](Self::outbound) middleware: such a bus would send nothing.
     pub async fn start(&self, bus: &EventBus) -> Result<(), BridgeError> {
+        if !bus
+            .middleware_of::<Outbound>()
+            .any(|outbound| outbound.belongs_to(&self.inner))
+        {
+            return Err(BridgeError::Config(format!(
+                "the bus has no outbound middleware of the bridge of `{}`, so nothing it publishes \
+                 would reach Redis: build the bus with `.middleware(bridge.outbound())` (last)",
+                self.inner.service
+            )));
+        }
         let outbox = self
             .inner
             .outbox_rx
@@ -269,30 +391,72 @@ impl RedisBridge {
             .take()
             .ok_or_else(|| BridgeError::Config("the bridge was already started".into()))?;
         let sender = self.inner.manager(None).await?;
-        self.inner
+        *self
+            .inner
             .publisher
-            .spawn(outbound::publish_loop(self.inner.clone(), sender, outbox));
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tokio::spawn(outbound::publish_loop(
+            self.inner.clone(),
+            sender,
+            outbox,
+        )));
 
+        let mut consumers = Vec::new();
         let channels = self.inner.channels();
         if !channels.is_empty() {
             let subscriber = broadcast::Subscriber::connect(self.inner.clone(), &channels).await?;
-            self.inner.tasks.spawn(subscriber.run(bus.clone()));
+            consumers.push(tokio::spawn(subscriber.run(bus.clone())));
         }
         for stream in self.inner.streams() {
             let consumer = durable::Consumer::connect(self.inner.clone(), stream).await?;
-            self.inner.tasks.spawn(consumer.run(bus.clone()));
+            consumers.push(tokio::spawn(consumer.run(bus.clone())));
         }
+        self.inner
+            .consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(consumers);
         Ok(())
     }
 
-    /// Stops reading, lets in-flight entries finish (and be acknowledged), then flushes the
-    /// events still queued for sending.
-    pub async fn shutdown(&self) {
-        self.inner.stop.send_replace(true);
-        self.inner.tasks.close();
-        self.inner.tasks.wait().await;
-        self.inner.publisher.close();
-        self.inner.publisher.wait().await;
+    /// Stops reading, lets in-flight entries finish (and be acknowledged), then writes the
+    /// events still queued for sending; all within
+    /// [`shutdown_timeout`](RedisBridgeBuilder::shutdown_timeout), whatever the server does.
+    /// The report hands back every event Redis did not take by then.
+    ///
+    /// A consumer still busy at the deadline is stopped; its unacknowledged entries stay
+    /// pending in Redis and are delivered again, so nothing received is lost either.
+    pub async fn shutdown(&self) -> BridgeShutdownReport {
+        self.owner.shut_down.store(true, Ordering::Release);
+        let deadline = self.inner.begin_stop();
+        let consumers = std::mem::take(
+            &mut *self
+                .inner
+                .consumers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for consumer in consumers {
+            let abort = consumer.abort_handle();
+            if tokio::time::timeout_at(deadline, consumer).await.is_err() {
+                abort.abort();
+                tracing::warn!(service = %self.inner.service, "a consumer was still busy at the shutdown deadline: stopped; its unacknowledged entries stay pending in Redis");
+            }
+        }
+        let publisher = self
+            .inner
+            .publisher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let unsent = match publisher {
+            // The writer keeps the deadline itself, and returns what it could not write.
+            Some(publisher) => publisher.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        BridgeShutdownReport {
+            unsent: unsent.into_iter().map(UnsentEvent::from).collect(),
+        }
     }
 
     /// Counters of what the bridge did and refused.
@@ -356,7 +520,48 @@ impl Inner {
     }
 
     pub(crate) fn stopping(&self) -> bool {
-        *self.stop.borrow()
+        self.stop.borrow().is_some()
+    }
+
+    /// Signals every task to stop by the shutdown deadline (kept from a first call), and
+    /// returns that deadline.
+    fn begin_stop(&self) -> Instant {
+        let mut deadline = Instant::now() + self.settings.shutdown_timeout;
+        self.stop
+            .send_modify(|stop| deadline = *stop.get_or_insert(deadline));
+        deadline
+    }
+
+    /// Whether `start` was never called (nothing runs, so there is nothing to stop).
+    fn outbox_rx_unstarted(&self) -> bool {
+        self.outbox_rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+}
+
+/// What [`RedisBridge::shutdown`] could not finish.
+#[derive(Debug, Default)]
+#[must_use = "the report hands back the events that were not sent"]
+pub struct BridgeShutdownReport {
+    unsent: Vec<UnsentEvent>,
+}
+
+impl BridgeShutdownReport {
+    /// `true` when every queued event was written.
+    pub fn is_complete(&self) -> bool {
+        self.unsent.is_empty()
+    }
+
+    /// The events Redis did not take before the deadline, in the order they were queued.
+    pub fn unsent(&self) -> &[UnsentEvent] {
+        &self.unsent
+    }
+
+    /// The unsent events, owned: to store them, or send them again later.
+    pub fn into_unsent(self) -> Vec<UnsentEvent> {
+        self.unsent
     }
 }
 
