@@ -1,0 +1,183 @@
+//! Interop with the official CloudEvents SDK for Python (`pip install cloudevents`; the test
+//! script installs it): events it writes reach our handlers through the Redis bridge, with
+//! extension attributes in their canonical string form and times with UTC offsets; events we
+//! write are read by it with every attribute intact.
+
+#[path = "support/redis.rs"]
+mod support;
+
+use eventbus_core::redis::RedisBridge;
+use eventbus_core::{Context, Event, EventBus};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+use support::{connect, unique, wait_until, SHARED_URL};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+#[derive(Event, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[event(name = "interop.order", distributed)]
+struct Order {
+    order: u64,
+}
+
+/// The SDK's classic API: `cloudevents.http` up to 1.x, `cloudevents.v1.http` from 2.0.
+const IMPORTS: &str = r#"
+import json, sys
+try:
+    from cloudevents.http import CloudEvent, from_json
+    from cloudevents.conversion import to_structured
+except ImportError:
+    from cloudevents.v1.http import CloudEvent, from_json
+    from cloudevents.v1.conversion import to_structured
+"#;
+
+fn python(script: &str, input: &str) -> String {
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(format!("{IMPORTS}\n{script}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/test installs what the suite needs)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "python failed (is the `cloudevents` package installed? scripts/test installs it): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_written_by_the_python_sdk_reach_our_handlers() {
+    let stream = unique("interop-in");
+    let bridge = RedisBridge::builder(SHARED_URL, "rust-shop")
+        .durable::<Order>(&stream)
+        .block(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let bus = EventBus::builder()
+        .middleware(bridge.outbound())
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    bus.subscribe(move |e: &Order, ctx: Context| {
+        s.lock().unwrap().push((
+            e.order,
+            ctx.event_version(),
+            ctx.time(),
+            ctx.origin().map(str::to_owned),
+            ctx.header("tenant").map(str::to_owned),
+        ));
+    })
+    .forever();
+    bridge.start(&bus).await.unwrap();
+
+    // A generic producer writes an extension whose type it does not know as a string, and
+    // keeps the offset of its local time.
+    let as_string = python(
+        r#"
+event = CloudEvent({"type": "interop.order", "source": "python-shop", "eventversion": "1",
+                    "time": "2026-11-30T10:00:00.123+02:00", "tenant": "acme"}, {"order": 1})
+sys.stdout.write(to_structured(event)[1].decode())
+"#,
+        "",
+    );
+    let as_number = python(
+        r#"
+event = CloudEvent({"type": "interop.order", "source": "python-shop", "eventversion": 1,
+                    "time": "2026-11-30T08:00:01Z"}, {"order": 2})
+sys.stdout.write(to_structured(event)[1].decode())
+"#,
+        "",
+    );
+    let mut redis = connect(SHARED_URL).await;
+    for payload in [&as_string, &as_number] {
+        let _: String = redis.xadd(&stream, "*", &[("ce", payload)]).await.unwrap();
+    }
+    wait_until("both events are handled", LIMIT, || {
+        let seen = seen.clone();
+        async move { seen.lock().unwrap().len() == 2 }
+    })
+    .await;
+    let seen = seen.lock().unwrap().clone();
+    let at = |millis: u64| UNIX_EPOCH + Duration::from_millis(1_796_025_600_000 + millis);
+    assert_eq!(
+        seen,
+        [
+            (
+                1,
+                1,
+                at(123),
+                Some("python-shop".into()),
+                Some("acme".into())
+            ),
+            (2, 1, at(1_000), Some("python-shop".into()), None),
+        ]
+    );
+    let d = bridge.diagnostics();
+    assert_eq!((d.malformed, d.dead_lettered), (0, 0), "{d:?}");
+    assert!(bridge.shutdown().await.is_complete());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_we_write_are_read_by_the_python_sdk() {
+    let stream = unique("interop-out");
+    let bridge = RedisBridge::builder(SHARED_URL, "rust-shop")
+        .durable::<Order>(&stream)
+        .block(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let bus = EventBus::builder()
+        .middleware(bridge.outbound())
+        .build()
+        .unwrap();
+    bridge.start(&bus).await.unwrap();
+    let headers = eventbus_core::Headers::from_iter([("tenant", "acme")]);
+    let report = bus.publish_with(Order { order: 9 }, headers).await;
+    assert!(report.is_ok());
+    let mut redis = connect(SHARED_URL).await;
+    wait_until("the event is written", LIMIT, || {
+        let (mut redis, stream) = (redis.clone(), stream.clone());
+        async move { redis.xlen::<_, usize>(&stream).await.unwrap() == 1 }
+    })
+    .await;
+    let entries: redis::streams::StreamRangeReply = redis.xrange_all(&stream).await.unwrap();
+    let payload: String = redis::from_redis_value(entries.ids[0].map["ce"].clone()).unwrap();
+
+    let read = python(
+        r#"
+event = from_json(sys.stdin.read())
+print(json.dumps({
+    "specversion": event["specversion"], "id": event["id"], "type": event["type"],
+    "source": event["source"], "time": str(event["time"]), "eventversion": event["eventversion"],
+    "tenant": event["tenant"], "correlationid": event["correlationid"], "data": event.data,
+}))
+"#,
+        &payload,
+    );
+    let read: serde_json::Value = serde_json::from_str(&read).unwrap();
+    let sent: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(read["specversion"], "1.0");
+    assert_eq!(read["id"], report.event_id().to_string());
+    assert_eq!(read["type"], "interop.order");
+    assert_eq!(read["source"], "rust-shop");
+    assert_eq!(read["time"], sent["time"]);
+    assert_eq!(read["eventversion"], 1);
+    assert_eq!(read["tenant"], "acme");
+    assert_eq!(read["correlationid"], report.event_id().to_string());
+    assert_eq!(read["data"], serde_json::json!({"order": 9}));
+    assert!(bridge.shutdown().await.is_complete());
+}
