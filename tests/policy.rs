@@ -282,6 +282,6 @@ fn a_single_handler_bus_and_an_unknown_name() {
         .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "cannot build the event bus:\n  - no `#[handler]` is named `policy::handlers::ledgr`: give its full path, e.g. `my_crate::billing::book`"
+        "cannot build the event bus:\n  - no `#[handler]` is named `policy::handlers::ledgr`: give its full name (its path, or its `name = \"..\"`); the registered handlers are: `policy::handlers::flaky`, `policy::handlers::fragile`, `policy::handlers::ledger`, `policy::handlers::slow_gateway`"
     );
 }

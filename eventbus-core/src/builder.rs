@@ -4,7 +4,7 @@ use crate::bus::Config;
 use crate::dispatch::Router;
 use crate::handler::{Callable, HandlerEntry};
 use crate::middleware::{Layer, Middleware};
-use crate::registry::Selection;
+use crate::registry::{all_handlers, Selection};
 use crate::state::{SharedState, StateKeys};
 use crate::{Context, DispatchMode, Event, EventBus, EventType, PublishReport};
 use rustc_hash::FxHashMap;
@@ -42,6 +42,7 @@ use std::time::Duration;
 #[derive(Default)]
 pub struct EventBusBuilder {
     selection: Selection,
+    shared_handler_names: bool,
     /// Each state with its type name, for errors.
     states: FxHashMap<TypeId, (&'static str, SharedState)>,
     duplicate_states: Vec<&'static str>,
@@ -50,6 +51,11 @@ pub struct EventBusBuilder {
 
 impl EventBusBuilder {
     /// Takes every `#[handler]` linked into the binary.
+    ///
+    /// A library crate's handlers are linked only when the application names that crate in
+    /// code; a dependency listed in `Cargo.toml` alone is dropped by the linker. Name each
+    /// handler crate once with [`link!`](crate::link) (or `use that_crate as _;`).
+    /// [`build`](Self::build) fails, saying this, when no handler is linked at all.
     pub fn with_registered_handlers(mut self) -> Self {
         self.selection.add_all();
         self
@@ -58,6 +64,9 @@ impl EventBusBuilder {
     /// Takes the `#[handler]` fns (and, for validation, the event types) whose module path is
     /// `module_path` or lies inside it, e.g. `"my_crate::orders"` takes `my_crate::orders` and
     /// `my_crate::orders::email` but not `my_crate::orders_v2`. Call it again to add more.
+    /// A package name with hyphens (`order-service`) is taken for its crate name
+    /// (`order_service`). [`build`](Self::build) fails, listing the modules that do have
+    /// handlers, when one matches none.
     pub fn with_registered_handlers_from(mut self, module_path: &str) -> Self {
         self.selection.add_prefix(module_path);
         self
@@ -67,6 +76,14 @@ impl EventBusBuilder {
     /// that handler tests it in isolation. `build()` fails if no handler has that name.
     pub fn with_handler(mut self, name: &str) -> Self {
         self.selection.add_name(name);
+        self
+    }
+
+    /// Lets several registered handlers share one name (`#[handler(name = "..")]`). Without it,
+    /// two handlers of one name fail [`build`](Self::build), naming both definitions: a
+    /// handler's name is how reports, `with_handler` and tracing tell it apart.
+    pub fn allow_shared_handler_names(mut self) -> Self {
+        self.shared_handler_names = true;
         self
     }
 
@@ -160,13 +177,42 @@ impl EventBusBuilder {
         }
 
         for name in self.selection.unknown_names() {
+            let renamed_to = all_handlers()
+                .find(|r| r.fn_path == name)
+                .map(|r| r.name.to_owned());
             problems.push(BuildProblem::UnknownHandler {
                 name: name.to_owned(),
+                renamed_to,
+                known: sorted_unique(all_handlers().map(|r| r.name)),
             });
+        }
+        if self.selection.wants_registered() && all_handlers().next().is_none() {
+            problems.push(BuildProblem::NoRegisteredHandlers);
+        } else {
+            for prefix in self.selection.unmatched_prefixes() {
+                problems.push(BuildProblem::UnknownModule {
+                    prefix: prefix.to_owned(),
+                    known: sorted_unique(all_handlers().map(|r| r.module_path)),
+                });
+            }
         }
 
         let router = Router::default();
         let registrations = self.selection.handlers();
+        if !self.shared_handler_names {
+            // Sorted by name: two of one name sit side by side.
+            for pair in registrations.windows(2) {
+                if let [first, second] = pair {
+                    if first.name == second.name {
+                        problems.push(BuildProblem::DuplicateHandlerName {
+                            name: first.name.to_owned(),
+                            first: format!("{}:{}", first.file, first.line),
+                            second: format!("{}:{}", second.file, second.line),
+                        });
+                    }
+                }
+            }
+        }
         for registration in &registrations {
             let mut keys = StateKeys::new();
             (registration.declare_states)(&mut keys);
@@ -207,6 +253,13 @@ impl EventBusBuilder {
             Err(BuildError { problems })
         }
     }
+}
+
+fn sorted_unique(names: impl Iterator<Item = &'static str>) -> Vec<String> {
+    let mut names: Vec<String> = names.map(str::to_owned).collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Pairs of distinct types that share a (name, version).
@@ -305,6 +358,28 @@ pub enum BuildProblem {
     UnknownHandler {
         /// The name asked for.
         name: String,
+        /// When `name` is the path of a fn registered under another `name = ".."`: that name.
+        renamed_to: Option<String>,
+        /// The names of the registered handlers.
+        known: Vec<String>,
+    },
+    /// Registered handlers were asked for, but none is linked into the binary.
+    NoRegisteredHandlers,
+    /// `with_registered_handlers_from` named a module that holds no handler.
+    UnknownModule {
+        /// The module path asked for (a package name's hyphens read as underscores).
+        prefix: String,
+        /// The modules that hold handlers.
+        known: Vec<String>,
+    },
+    /// Two registered handlers share a name (and sharing was not allowed).
+    DuplicateHandlerName {
+        /// The name.
+        name: String,
+        /// One definition, as `file:line`.
+        first: String,
+        /// The other definition, as `file:line`.
+        second: String,
     },
     /// Two event types claim one (name, version).
     EventNameClash {
@@ -319,6 +394,18 @@ pub enum BuildProblem {
     },
 }
 
+/// `a`, `b`, … for an error message; `(none)` when empty.
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        return "(none)".to_owned();
+    }
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl fmt::Display for BuildProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -327,9 +414,42 @@ impl fmt::Display for BuildProblem {
                 "handler `{handler}` takes `State<{state}>`, but no `{state}` was given: \
                  add `.state(..)` with one to the builder"
             ),
-            BuildProblem::UnknownHandler { name } => write!(
+            BuildProblem::UnknownHandler {
+                name,
+                renamed_to: Some(renamed),
+                ..
+            } => write!(
                 f,
-                "no `#[handler]` is named `{name}`: give its full path, e.g. `my_crate::billing::book`"
+                "no `#[handler]` is named `{name}`: that fn is registered under its \
+                 `name = \"{renamed}\"`; ask for `{renamed}`"
+            ),
+            BuildProblem::UnknownHandler { name, known, .. } => write!(
+                f,
+                "no `#[handler]` is named `{name}`: give its full name (its path, or its \
+                 `name = \"..\"`); the registered handlers are: {}",
+                list(known)
+            ),
+            BuildProblem::NoRegisteredHandlers => f.write_str(
+                "registered handlers were asked for, but no `#[handler]` is linked into this \
+                 binary: a crate that only `Cargo.toml` names is dropped by the linker. Name \
+                 each crate that holds handlers once in code, e.g. `eventbus_core::link!(orders_domain);` \
+                 (or `use orders_domain as _;`) at the root of the application",
+            ),
+            BuildProblem::UnknownModule { prefix, known } => write!(
+                f,
+                "no `#[handler]` lies in module `{prefix}`: give a module path (crate names \
+                 use `_`, not `-`); the modules with handlers are: {}",
+                list(known)
+            ),
+            BuildProblem::DuplicateHandlerName {
+                name,
+                first,
+                second,
+            } => write!(
+                f,
+                "two handlers are named `{name}`, defined at {first} and at {second}: give \
+                 one another `#[handler(name = \"..\")]`, or allow it with \
+                 `.allow_shared_handler_names()`"
             ),
             BuildProblem::DuplicateState { state } => {
                 write!(f, "`.state(..)` was given two `{state}` values; give one")

@@ -162,6 +162,30 @@ pub use eventbus_derive::Event;
 /// [`EventBusBuilder::with_registered_handlers_from`].
 pub use eventbus_derive::handler;
 
+/// Links crates that hold `#[handler]`s into the application, so that
+/// [`with_registered_handlers`](EventBusBuilder::with_registered_handlers) finds them.
+///
+/// A dependency the application names only in `Cargo.toml` is dropped by the linker, with the
+/// handlers registered in it (in debug, release and LTO builds alike). Write this once at the
+/// root of the application, naming each such crate by its crate name (`_`, not `-`):
+///
+/// ```ignore
+/// eventbus_core::link!(orders_domain, billing_handlers);
+/// ```
+///
+/// It expands to `use ::orders_domain as _;` for each crate, which is the whole trick: any
+/// `use` of the crate keeps it linked. Building a bus that asks for registered handlers when
+/// none is linked fails with [`BuildProblem::NoRegisteredHandlers`], which says this.
+#[macro_export]
+macro_rules! link {
+    ($($krate:ident),+ $(,)?) => {
+        $(
+            #[allow(unused_imports)]
+            use ::$krate as _;
+        )+
+    };
+}
+
 /// Not public API: used by code that `#[derive(Event)]` and `#[handler]` generate.
 #[doc(hidden)]
 pub mod __private {
@@ -179,5 +203,10 @@ pub mod __private {
     /// `TypeId::of` as a fn pointer, for `EventType`.
     pub fn type_id<T: 'static>() -> std::any::TypeId {
         std::any::TypeId::of::<T>()
+    }
+
+    /// `type_name` as a fn pointer, for `EventType` (it is not a `const fn`).
+    pub fn type_name<T: ?Sized>() -> &'static str {
+        std::any::type_name::<T>()
     }
 }

@@ -10,6 +10,11 @@ use crate::EventType;
 #[derive(Debug)]
 pub struct HandlerRegistration {
     pub(crate) name: &'static str,
+    /// The fn's own path, which `name = ".."` may have replaced as its name.
+    pub(crate) fn_path: &'static str,
+    /// Where the fn is defined, for errors that name two definitions.
+    pub(crate) file: &'static str,
+    pub(crate) line: u32,
     pub(crate) module_path: &'static str,
     pub(crate) event: &'static EventType,
     pub(crate) priority: i32,
@@ -20,8 +25,11 @@ pub struct HandlerRegistration {
 
 impl HandlerRegistration {
     #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
     pub const fn new(
         name: &'static str,
+        fn_path: &'static str,
+        (file, line): (&'static str, u32),
         module_path: &'static str,
         event: &'static EventType,
         priority: i32,
@@ -31,6 +39,9 @@ impl HandlerRegistration {
     ) -> Self {
         HandlerRegistration {
             name,
+            fn_path,
+            file,
+            line,
             module_path,
             event,
             priority,
@@ -74,26 +85,27 @@ impl Selection {
     }
 
     pub(crate) fn add_prefix(&mut self, prefix: &str) {
-        self.prefixes.push(prefix.trim_end_matches("::").to_owned());
+        // A package name (`order-service`) is accepted for its crate name (`order_service`).
+        let prefix = prefix.trim_end_matches("::").replace('-', "_");
+        self.prefixes.push(prefix);
     }
 
     pub(crate) fn add_name(&mut self, name: &str) {
         self.names.push(name.to_owned());
     }
 
+    /// Whether anything asked for registered handlers in bulk (all, or by module).
+    pub(crate) fn wants_registered(&self) -> bool {
+        self.all || !self.prefixes.is_empty()
+    }
+
     fn takes_module(&self, module_path: &str) -> bool {
-        self.all
-            || self.prefixes.iter().any(|p| {
-                module_path
-                    .strip_prefix(p.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-            })
+        self.all || self.prefixes.iter().any(|p| under(module_path, p))
     }
 
     /// The selected handlers, sorted by name.
     pub(crate) fn handlers(&self) -> Vec<&'static HandlerRegistration> {
-        let mut selected: Vec<_> = inventory::iter::<HandlerRegistration>
-            .into_iter()
+        let mut selected: Vec<_> = all_handlers()
             .filter(|r| self.takes_module(r.module_path) || self.names.iter().any(|n| n == r.name))
             .collect();
         selected.sort_by_key(|r| r.name);
@@ -102,11 +114,18 @@ impl Selection {
 
     /// Names asked for with `with_handler` that no registered handler has.
     pub(crate) fn unknown_names(&self) -> impl Iterator<Item = &str> {
-        self.names.iter().map(String::as_str).filter(|name| {
-            !inventory::iter::<HandlerRegistration>
-                .into_iter()
-                .any(|r| r.name == *name)
-        })
+        self.names
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !all_handlers().any(|r| r.name == *name))
+    }
+
+    /// Prefixes given to `with_registered_handlers_from` that no handler's module lies in.
+    pub(crate) fn unmatched_prefixes(&self) -> impl Iterator<Item = &str> {
+        self.prefixes
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !all_handlers().any(|r| under(r.module_path, p)))
     }
 
     /// The selected event types, sorted by Rust name.
@@ -119,6 +138,18 @@ impl Selection {
         selected.sort_by_key(|t| t.rust_name());
         selected
     }
+}
+
+/// Every `#[handler]` linked into the binary, in no particular order.
+pub(crate) fn all_handlers() -> impl Iterator<Item = &'static HandlerRegistration> {
+    inventory::iter::<HandlerRegistration>.into_iter()
+}
+
+/// Whether `module_path` is `prefix` or lies inside it (whole path segments only).
+fn under(module_path: &str, prefix: &str) -> bool {
+    module_path
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
 }
 
 #[cfg(test)]
@@ -134,5 +165,12 @@ mod tests {
         assert!(selection.takes_module("shop::orders::email"));
         assert!(!selection.takes_module("shop::orders_v2"));
         assert!(!selection.takes_module("shop"));
+    }
+
+    #[test]
+    fn a_package_name_selects_its_crate() {
+        let mut selection = Selection::default();
+        selection.add_prefix("order-service::");
+        assert!(selection.takes_module("order_service::billing"));
     }
 }

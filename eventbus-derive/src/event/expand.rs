@@ -7,14 +7,9 @@ use syn::spanned::Spanned;
 
 pub(super) fn expand(def: &EventDef) -> TokenStream {
     let ident = def.ident;
-    let rust_name = quote!(::core::concat!(
-        ::core::module_path!(),
-        "::",
-        ::core::stringify!(#ident)
-    ));
     let name = match &def.name {
-        Some(lit) => quote!(#lit),
-        None => rust_name.clone(),
+        Some(lit) => quote!(::core::option::Option::Some(#lit)),
+        None => quote!(::core::option::Option::None),
     };
     let version = def.version.unwrap_or(1);
     let (parent_type, ancestor_at, ancestor_at_mut) = match &def.parent {
@@ -22,8 +17,14 @@ pub(super) fn expand(def: &EventDef) -> TokenStream {
             let path = &parent.path;
             let member = &parent.member;
             // Spanned at `extends = X`: a non-event parent is reported there.
+            // A fn, not the constant itself: see `EventType::parent`.
             let parent_type = quote_spanned!(path.span()=>
-                ::core::option::Option::Some(<#path as ::eventbus_core::Event>::TYPE)
+                ::core::option::Option::Some({
+                    fn parent() -> &'static ::eventbus_core::EventType {
+                        <#path as ::eventbus_core::Event>::TYPE
+                    }
+                    parent
+                })
             );
             // Spanned at the base field's type: a field of another type than `extends` is reported there.
             let base_ref = quote_spanned!(parent.field_ty.span()=> {
@@ -82,7 +83,7 @@ pub(super) fn expand(def: &EventDef) -> TokenStream {
             const TYPE: &'static ::eventbus_core::EventType = &::eventbus_core::__private::EventType::new(
                 #name,
                 #version,
-                #rust_name,
+                ::eventbus_core::__private::type_name::<#ident>,
                 ::eventbus_core::__private::type_id::<#ident>,
                 #parent_type,
             );

@@ -75,14 +75,17 @@ pub(super) fn expand(def: &HandlerDef) -> TokenStream {
         )
     };
 
+    let fn_path = quote!(::core::concat!(
+        ::core::module_path!(),
+        "::",
+        ::core::stringify!(#ident)
+    ));
     let name = match &def.name {
         Some(lit) => quote!(#lit),
-        None => quote!(::core::concat!(
-            ::core::module_path!(),
-            "::",
-            ::core::stringify!(#ident)
-        )),
+        None => fn_path.clone(),
     };
+    // Spanned at the fn's name: its own line, not the attribute's.
+    let line = quote_spanned!(ident.span()=> ::core::line!());
     let priority = def.priority;
     let mut policy = quote!(#private::HandlerPolicy::new());
     if let Some(ms) = def.timeout_ms {
@@ -126,6 +129,8 @@ pub(super) fn expand(def: &HandlerDef) -> TokenStream {
             #private::inventory::submit! {
                 #private::HandlerRegistration::new(
                     #name,
+                    #fn_path,
+                    (::core::file!(), #line),
                     ::core::module_path!(),
                     #event_type,
                     #priority,
