@@ -80,8 +80,13 @@ pub(crate) fn string_value(meta: &ParseNestedMeta, key: &str) -> syn::Result<Lit
     }
 }
 
-/// Parses `= 10`, `= -10` as an integer of type `N`; `example` shows a valid use in the error.
-pub(crate) fn int_value<N>(meta: &ParseNestedMeta, key: &str, example: &str) -> syn::Result<N>
+/// Parses `= 10`, `= -10` as an integer of type `N`, with the span of the literal (for errors
+/// about its value); `example` shows a valid use in the error.
+pub(crate) fn int_value<N>(
+    meta: &ParseNestedMeta,
+    key: &str,
+    example: &str,
+) -> syn::Result<(N, Span)>
 where
     N: std::str::FromStr,
     N::Err: std::fmt::Display,
@@ -116,6 +121,7 @@ where
     };
     digits
         .parse::<N>()
+        .map(|n| (n, expr.span()))
         .map_err(|e| syn::Error::new(expr.span(), format!("invalid `{key}`: {e}")))
 }
 

@@ -68,7 +68,14 @@ fn parse<'a>(input: &'a DeriveInput, errors: &mut Errors) -> Option<EventDef<'a>
                 }
                 name.set(span, lit, errors);
             } else if meta.path.is_ident("version") {
-                version.set(span, attr::int_value(&meta, "version", "2")?, errors);
+                let (value, literal) = attr::int_value(&meta, "version", "2")?;
+                if value == 0 {
+                    errors.push(syn::Error::new(
+                        literal,
+                        "event versions start at 1: the first version is `version = 1` (the default)",
+                    ));
+                }
+                version.set(span, value, errors);
             } else if meta.path.is_ident("distributed") {
                 distributed.set(span, (), errors);
             } else if meta.path.is_ident("base") {
@@ -111,6 +118,16 @@ fn parse<'a>(input: &'a DeriveInput, errors: &mut Errors) -> Option<EventDef<'a>
              define one struct per event",
         );
         return None;
+    }
+
+    if let Some(path) = extends.get() {
+        if path.is_ident(&input.ident) || path.is_ident("Self") {
+            errors.error(
+                path,
+                "an event cannot extend itself: `extends` names its parent event type",
+            );
+            return None;
+        }
     }
 
     let (base, field_failed) = base_field(fields, errors);
@@ -189,8 +206,10 @@ fn base_field<'a>(
                     found = Some((member, &field.ty, meta.path.span()));
                     Ok(())
                 } else if CONTAINER_KEYS.iter().any(|k| meta.path.is_ident(k)) {
+                    let key = meta.path.clone();
                     let _ = meta.value().and_then(|v| v.parse::<TokenStream>());
-                    Err(meta.error(
+                    Err(syn::Error::new_spanned(
+                        key,
                         "this key belongs on the struct, not on a field: move it to `#[event(..)]` above the struct",
                     ))
                 } else {

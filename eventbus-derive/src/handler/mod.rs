@@ -58,7 +58,10 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
     match def {
         Some(def) if errors.is_empty() => expand::expand(&def),
         // On error keep the function itself, so calls to it do not cascade into more errors.
-        _ => quote::quote!(#compile_errors #func),
+        _ => {
+            let func = fallback(func.clone());
+            quote::quote!(#compile_errors #func)
+        }
     }
 }
 
@@ -72,7 +75,7 @@ fn parse<'a>(args: &TokenStream, func: &'a ItemFn, errors: &mut Errors) -> Optio
     let parser = syn::meta::parser(|meta| {
         let span = meta.path.span();
         if meta.path.is_ident("priority") {
-            priority.set(span, attr::int_value(&meta, "priority", "100")?, errors);
+            priority.set(span, attr::int_value(&meta, "priority", "100")?.0, errors);
         } else if meta.path.is_ident("name") {
             let lit = attr::string_value(&meta, "name")?;
             if lit.value().trim().is_empty() {
@@ -80,15 +83,22 @@ fn parse<'a>(args: &TokenStream, func: &'a ItemFn, errors: &mut Errors) -> Optio
             }
             name.set(span, lit, errors);
         } else if meta.path.is_ident("timeout_ms") {
-            let ms: u64 = attr::int_value(&meta, "timeout_ms", "500")?;
+            let (ms, literal): (u64, _) = attr::int_value(&meta, "timeout_ms", "500")?;
             if ms == 0 {
-                errors.error(&meta.path, "`timeout_ms` must be at least 1");
+                errors.push(syn::Error::new(literal, "`timeout_ms` must be at least 1"));
             }
             timeout_ms.set(span, ms, errors);
         } else if meta.path.is_ident("retry") {
-            retry.set(span, attr::int_value(&meta, "retry", "3")?, errors);
+            let (retries, literal): (u32, _) = attr::int_value(&meta, "retry", "3")?;
+            if retries == 0 {
+                errors.push(syn::Error::new(
+                    literal,
+                    "`retry = 0` retries nothing: give the number of retries (1 or more), or remove it",
+                ));
+            }
+            retry.set(span, retries, errors);
         } else if meta.path.is_ident("backoff_ms") {
-            backoff_ms.set(span, attr::int_value(&meta, "backoff_ms", "100")?, errors);
+            backoff_ms.set(span, attr::int_value(&meta, "backoff_ms", "100")?.0, errors);
         } else if meta.path.is_ident("on_error") {
             let path: Path = meta.value()?.parse().map_err(|e| {
                 syn::Error::new(
@@ -111,8 +121,23 @@ fn parse<'a>(args: &TokenStream, func: &'a ItemFn, errors: &mut Errors) -> Optio
             "`backoff_ms` applies to retries: add `retry = N` as well",
         ));
     }
-
     let sig = &func.sig;
+    if let (Some(span), None) = (timeout_ms.span(), sig.asyncness) {
+        errors.push(syn::Error::new(
+            span,
+            "`timeout_ms` applies to async handlers: a sync handler runs to completion and \
+             cannot be interrupted; make it an `async fn`, or remove `timeout_ms`",
+        ));
+    }
+    for attr in &func.attrs {
+        if is_handler_attribute(attr) {
+            errors.error(
+                attr,
+                "`#[handler]` is applied twice to this fn: a fn is registered once; remove one",
+            );
+        }
+    }
+
     if let Some(param) = sig.generics.type_params().next() {
         errors.error(
             param,
@@ -144,6 +169,10 @@ fn parse<'a>(args: &TokenStream, func: &'a ItemFn, errors: &mut Errors) -> Optio
             }
             FnArg::Typed(typed) => &*typed.ty,
         };
+        if let Some(error) = misplaced_extractor(ty) {
+            errors.push(error);
+            continue;
+        }
         match ty {
             Type::Reference(reference) if reference.mutability.is_some() => {
                 event_seen = true; // it is the event, wrongly borrowed: one error is enough
@@ -158,6 +187,17 @@ fn parse<'a>(args: &TokenStream, func: &'a ItemFn, errors: &mut Errors) -> Optio
                     reference,
                     "a handler takes exactly one event parameter (`&E`); other parameters must \
                      be `Context` or `State<T>`",
+                );
+            }
+            Type::Reference(reference) if matches!(&*reference.elem, Type::TraitObject(_)) => {
+                event_seen = true;
+                errors.error(
+                    &reference.elem,
+                    format!(
+                        "a handler's event parameter names one concrete event type, not a trait \
+                         object: write e.g. `e: &OrderPlaced` (a handler of a parent type gets \
+                         every event derived from it). {SIGNATURE}"
+                    ),
                 );
             }
             Type::Reference(reference) => {
@@ -203,6 +243,81 @@ fn parse<'a>(args: &TokenStream, func: &'a ItemFn, errors: &mut Errors) -> Optio
         on_error: on_error.take(),
         params,
     })
+}
+
+/// The fn as the user wrote it, minus what rustc would report again after our error: a
+/// `&dyn Trait` event parameter (`Event` is not dyn compatible) becomes `&dyn Any`.
+fn fallback(mut func: ItemFn) -> ItemFn {
+    for input in &mut func.sig.inputs {
+        if let FnArg::Typed(typed) = input {
+            if let Type::Reference(reference) = &mut *typed.ty {
+                if matches!(&*reference.elem, Type::TraitObject(_)) {
+                    let span = reference.elem.span();
+                    *reference.elem = syn::parse_quote_spanned!(span=> dyn ::core::any::Any);
+                }
+            }
+        }
+    }
+    func
+}
+
+/// The shape every handler has, for errors about its parameters.
+const SIGNATURE: &str =
+    "A handler's signature is `fn name(e: &Event, ctx: Context, state: State<T>)`: \
+                         the event by reference, then optionally the context and any states, \
+                         by value and in any order.";
+
+/// `Context` and `State` are recognised by name, so that writing them wrongly is one error at
+/// the parameter instead of a trait error about "the event".
+fn misplaced_extractor(ty: &Type) -> Option<syn::Error> {
+    let (borrowed, path) = match ty {
+        Type::Reference(reference) => match &*reference.elem {
+            Type::Path(path) => (true, path),
+            _ => return None,
+        },
+        Type::Path(path) => (false, path),
+        _ => return None,
+    };
+    let last = path.path.segments.last()?;
+    let name = last.ident.to_string();
+    if name != "Context" && name != "State" {
+        return None;
+    }
+    if borrowed {
+        let by_value = path.to_token_stream().to_string().replace(' ', "");
+        return Some(syn::Error::new_spanned(
+            ty,
+            format!(
+                "`{name}` is taken by value: write `{by_value}`, not `&{by_value}`. {SIGNATURE}"
+            ),
+        ));
+    }
+    if name == "Context" {
+        if let syn::PathArguments::AngleBracketed(args) = &last.arguments {
+            for arg in &args.args {
+                if let syn::GenericArgument::Lifetime(lifetime) = arg {
+                    if lifetime.ident == "static" {
+                        return Some(syn::Error::new_spanned(
+                            lifetime,
+                            format!(
+                                "a handler's `Context` lives only as long as the call: write \
+                                 `Context` (or `Context<'_>`), not `Context<'static>`. {SIGNATURE}"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Whether an attribute is `#[handler]` (under any path, e.g. `#[eventbus_core::handler]`).
+fn is_handler_attribute(attr: &syn::Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|segment| segment.ident == "handler")
 }
 
 /// `async fn` forbids eliding a path's lifetime (E0726), yet `ctx: Context` is how a handler is

@@ -1,0 +1,9 @@
+use eventbus_core::{handler, Event};
+
+#[derive(Event)]
+pub struct Ping;
+
+#[handler(timeout_ms = 0)]
+async fn on_ping(_: &Ping) {}
+
+fn main() {}
