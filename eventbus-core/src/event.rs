@@ -143,6 +143,41 @@ impl<T: Event + Clone> CloneIfClone for &CloneProbe<'_, T> {
     }
 }
 
+/// The event type of `T` when `T` is an event, else `None`, without an error: autoref
+/// specialisation, like [`CloneProbe`]. The derive registers types through it.
+#[doc(hidden)]
+#[allow(missing_debug_implementations)]
+pub struct EventProbe<T: ?Sized>(std::marker::PhantomData<T>);
+
+impl<T: ?Sized> EventProbe<T> {
+    #[doc(hidden)]
+    pub const fn new() -> Self {
+        EventProbe(std::marker::PhantomData)
+    }
+}
+
+#[doc(hidden)]
+pub trait IsEvent {
+    fn event_type(&self) -> Option<&'static EventType>;
+}
+
+impl<T: Event> IsEvent for &EventProbe<T> {
+    fn event_type(&self) -> Option<&'static EventType> {
+        Some(T::TYPE)
+    }
+}
+
+#[doc(hidden)]
+pub trait NotEvent {
+    fn event_type(&self) -> Option<&'static EventType>;
+}
+
+impl<T: ?Sized> NotEvent for &&EventProbe<T> {
+    fn event_type(&self) -> Option<&'static EventType> {
+        None
+    }
+}
+
 #[doc(hidden)]
 pub trait CloneUnavailable {
     fn clone_event(&self) -> Option<AnyEvent>;

@@ -190,7 +190,8 @@ macro_rules! link {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::event::{
-        AnyEvent, CloneIfClone, CloneProbe, CloneUnavailable, EventPart, EventType,
+        AnyEvent, CloneIfClone, CloneProbe, CloneUnavailable, EventPart, EventProbe, EventType,
+        IsEvent, NotEvent,
     };
     pub use crate::handler::{
         event_part, BoxFuture, HandlerFn, HandlerPolicy, HandlerResult, IntoHandlerResult,
@@ -203,6 +204,41 @@ pub mod __private {
     /// `TypeId::of` as a fn pointer, for `EventType`.
     pub fn type_id<T: 'static>() -> std::any::TypeId {
         std::any::TypeId::of::<T>()
+    }
+
+    /// Checked for every field of an event, at the field: events cross threads and tasks.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be a field of an event: it is not `Send + Sync + 'static`",
+        label = "an event's fields must be `Send + Sync + 'static`",
+        note = "events are shared by reference between handlers on any thread and task, so every field must be `Send + Sync + 'static`: use `Arc` for `Rc`, `Mutex` or atomics for `Cell`/`RefCell`, owned data for borrows"
+    )]
+    pub trait EventField {}
+
+    // One auto-trait bound that holds exactly when `T: Send + Sync`, so that a field lacking
+    // both is one error, not two.
+    impl<T: ?Sized + 'static> EventField for T where SendAndSync<T>: Send {}
+
+    /// `Send` exactly when `T` is `Send` (the first part) and `Sync` (`&T` is `Send` just then).
+    #[allow(missing_debug_implementations)]
+    pub struct SendAndSync<T: ?Sized + 'static>(
+        std::marker::PhantomData<T>,
+        std::marker::PhantomData<&'static T>,
+    );
+
+    /// Names a field type so that [`EventField`] is checked at its span.
+    pub const fn assert_event_field<T: ?Sized + EventField>() {}
+
+    /// `self` as the type-erased part handed to handlers (the cast sits here, in one generic
+    /// place, so an event's own mistakes are not reported again inside its impl).
+    #[inline]
+    pub fn as_part<E: crate::Event>(event: &E) -> &crate::__private::EventPart {
+        event
+    }
+
+    /// [`as_part`], mutably.
+    #[inline]
+    pub fn as_part_mut<E: crate::Event>(event: &mut E) -> &mut crate::__private::EventPart {
+        event
     }
 
     /// `type_name` as a fn pointer, for `EventType` (it is not a `const fn`).

@@ -55,13 +55,15 @@ impl HandlerRegistration {
 /// An event type, as submitted at link time by `#[derive(Event)]`.
 #[derive(Debug)]
 pub struct EventRegistration {
-    pub(crate) event: &'static EventType,
+    /// `None` only for a type whose derive failed to make it an event (compilation fails
+    /// then anyway): read through a probe, so such a type is reported once, at its field.
+    pub(crate) event: fn() -> Option<&'static EventType>,
     pub(crate) module_path: &'static str,
 }
 
 impl EventRegistration {
     #[doc(hidden)]
-    pub const fn new(event: &'static EventType, module_path: &'static str) -> Self {
+    pub const fn new(event: fn() -> Option<&'static EventType>, module_path: &'static str) -> Self {
         EventRegistration { event, module_path }
     }
 }
@@ -133,7 +135,7 @@ impl Selection {
         let mut selected: Vec<_> = inventory::iter::<EventRegistration>
             .into_iter()
             .filter(|r| self.takes_module(r.module_path))
-            .map(|r| r.event)
+            .filter_map(|r| (r.event)())
             .collect();
         selected.sort_by_key(|t| t.rust_name());
         selected

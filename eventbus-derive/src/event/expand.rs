@@ -33,7 +33,7 @@ pub(super) fn expand(def: &EventDef) -> TokenStream {
             });
             let ancestor_at = quote! {
                 match level {
-                    0 => ::core::option::Option::Some(self),
+                    0 => ::core::option::Option::Some(::eventbus_core::__private::as_part(self)),
                     _ => <#path as ::eventbus_core::Event>::ancestor_at(#base_ref, level - 1),
                 }
             };
@@ -41,21 +41,27 @@ pub(super) fn expand(def: &EventDef) -> TokenStream {
             let field_ty = parent.field_ty;
             let ancestor_at_mut = quote! {
                 match level {
-                    0 => ::core::option::Option::Some(self),
+                    0 => ::core::option::Option::Some(::eventbus_core::__private::as_part_mut(self)),
                     _ => <#field_ty as ::eventbus_core::Event>::ancestor_at_mut(&mut self.#member, level - 1),
                 }
             };
             (parent_type, ancestor_at, ancestor_at_mut)
         }
-        None => {
-            let root = quote! {
+        None => (
+            quote!(::core::option::Option::None),
+            quote! {
                 match level {
-                    0 => ::core::option::Option::Some(self),
+                    0 => ::core::option::Option::Some(::eventbus_core::__private::as_part(self)),
                     _ => ::core::option::Option::None,
                 }
-            };
-            (quote!(::core::option::Option::None), root.clone(), root)
-        }
+            },
+            quote! {
+                match level {
+                    0 => ::core::option::Option::Some(::eventbus_core::__private::as_part_mut(self)),
+                    _ => ::core::option::Option::None,
+                }
+            },
+        ),
     };
 
     // Spanned at `distributed`: a type that is not serde-able is reported there.
@@ -74,12 +80,26 @@ pub(super) fn expand(def: &EventDef) -> TokenStream {
         }
     });
 
+    // Each field checked at its own span: one error there names the bound it lacks.
+    let field_checks = def.field_types.iter().map(
+        |ty| quote_spanned!(ty.span()=> ::eventbus_core::__private::assert_event_field::<#ty>();),
+    );
+
     quote! {
         #wire
 
+        const _: () = {
+            #(#field_checks)*
+        };
+
         #[automatically_derived]
         #[allow(unused_qualifications)]
-        impl ::eventbus_core::Event for #ident {
+        impl ::eventbus_core::Event for #ident
+        where
+            // Under a binder, so a field that is not `Send + Sync` is reported once, at the
+            // field (above), and not again here for every use of the bound.
+            for<'__eventbus> #ident: ::core::marker::Send + ::core::marker::Sync,
+        {
             const TYPE: &'static ::eventbus_core::EventType = &::eventbus_core::__private::EventType::new(
                 #name,
                 #version,
@@ -111,9 +131,14 @@ pub(super) fn expand(def: &EventDef) -> TokenStream {
         }
 
         const _: () = {
+            fn __eventbus_event_type() -> ::core::option::Option<&'static ::eventbus_core::EventType> {
+                #[allow(unused_imports)]
+                use ::eventbus_core::__private::{IsEvent as _, NotEvent as _};
+                (&&::eventbus_core::__private::EventProbe::<#ident>::new()).event_type()
+            }
             ::eventbus_core::__private::inventory::submit! {
                 ::eventbus_core::__private::EventRegistration::new(
-                    <#ident as ::eventbus_core::Event>::TYPE,
+                    __eventbus_event_type,
                     ::core::module_path!(),
                 )
             }

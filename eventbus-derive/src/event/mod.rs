@@ -18,6 +18,8 @@ pub(crate) struct EventDef<'a> {
     pub name: Option<LitStr>,
     pub version: Option<u32>,
     pub parent: Option<Parent<'a>>,
+    /// Every field's type, each checked to be `Send + Sync + 'static` at its own span.
+    pub field_types: Vec<&'a Type>,
     /// `#[event(distributed)]`: where it was written, for errors about serde.
     pub distributed: Option<Span>,
 }
@@ -175,6 +177,7 @@ fn parse<'a>(input: &'a DeriveInput, errors: &mut Errors) -> Option<EventDef<'a>
         name: name.take(),
         version: version.get().copied(),
         parent,
+        field_types: fields.iter().map(|f| &f.ty).collect(),
         distributed: distributed.span(),
     })
 }
