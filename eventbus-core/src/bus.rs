@@ -144,7 +144,8 @@ impl EventBus {
     }
 
     /// [`publish`](Self::publish) with headers, which handlers read through
-    /// [`Context::header`] and middleware through the envelope; follow-ups inherit them.
+    /// [`EventMeta::header`] (through `Context`) and middleware through the envelope;
+    /// follow-ups inherit them.
     ///
     /// ```
     /// use eventbus_core::{Context, Event, EventBus, Headers};

@@ -24,7 +24,7 @@ impl EventBus {
     }
 
     /// [`emit`](Self::emit) with headers, which handlers read through
-    /// [`Context::header`](crate::Context::header) and middleware through the envelope.
+    /// [`EventMeta::header`](crate::EventMeta::header) and middleware through the envelope.
     pub fn emit_with<E: Event>(&self, event: E, headers: Headers) -> Result<(), EmitError<E>> {
         let work = match self.accept_work(false) {
             Ok(work) => work,

@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// String metadata of one event, set by middleware and read by handlers through
-/// [`Context::header`](crate::Context::header). Follow-up events published by a handler
+/// [`EventMeta::header`](crate::EventMeta::header). Follow-up events published by a handler
 /// inherit their cause's headers. Names are compared exactly; lowercase is the convention (and
 /// what the distributed wire format expects).
 ///

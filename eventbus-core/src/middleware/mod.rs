@@ -56,7 +56,9 @@ pub use logging::Logging;
 pub use metrics::{EventMetrics, Metrics, MetricsSnapshot};
 
 use crate::event::ErasedEvent;
-use crate::handler::{panic_message, BoxFuture};
+use crate::handler::panic_message;
+/// The boxed future a [`Middleware`] returns.
+pub use crate::handler::BoxFuture;
 use crate::report::{FailureKind, HandlerFailure, Refusal};
 use crate::{Event, EventBus, EventMeta, EventType, Headers, PublishReport};
 use futures_util::FutureExt;
@@ -184,7 +186,7 @@ impl Envelope {
     }
 
     /// The headers, to change: handlers read them through
-    /// [`Context::header`](crate::Context::header).
+    /// [`EventMeta::header`](crate::EventMeta::header).
     pub fn headers_mut(&mut self) -> &mut Headers {
         &mut self.meta.headers
     }
