@@ -93,39 +93,27 @@
 // Generated code names `::eventbus_core`, which must also resolve inside this crate's tests.
 extern crate self as eventbus_core;
 
-mod builder;
+// The layers, bottom up: each imports only from those listed before it.
 mod bus;
-mod context;
-mod dispatch;
-mod emit;
+mod engine;
 mod event;
-mod execute;
 mod handler;
-mod headers;
-mod id;
-mod meta;
 pub mod middleware;
 #[cfg(feature = "redis")]
 pub mod redis;
-mod registry;
 mod report;
-mod state;
-mod subscription;
 pub mod testing;
 pub mod wire;
 
-pub use builder::{BuildError, BuildProblem, EventBusBuilder};
-pub use bus::{DispatchMode, EventBus, HandlerInfo};
-pub use context::Context;
-pub use emit::{EmitError, EmitErrorKind, ShutdownReport, UnfinishedEvent};
-pub use event::{AnyEvent, Event, EventExt, EventType};
-pub use handler::{AsyncHandler, IntoHandlerResult, SubscribeOptions, SyncHandler};
-pub use headers::Headers;
-pub use id::{EventId, ParseEventIdError};
-pub use meta::EventMeta;
-pub use report::{FailureKind, HandlerFailure, PublishError, PublishReport, Refusal};
-pub use state::State;
-pub use subscription::Subscription;
+pub use bus::{BuildError, BuildProblem, EventBus, EventBusBuilder, HandlerInfo, Subscription};
+pub use engine::{DispatchMode, ShutdownReport, UnfinishedEvent};
+pub use event::{
+    AnyEvent, Event, EventExt, EventId, EventMeta, EventType, Headers, ParseEventIdError,
+};
+pub use handler::{AsyncHandler, Context, IntoHandlerResult, State, SubscribeOptions, SyncHandler};
+pub use report::{
+    EmitError, EmitErrorKind, FailureKind, HandlerFailure, PublishError, PublishReport, Refusal,
+};
 
 /// Derives [`Event`] for a struct; see [`Event`] for the attributes.
 pub use eventbus_derive::Event;
@@ -190,14 +178,13 @@ macro_rules! link {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::event::{
-        AnyEvent, CloneIfClone, CloneProbe, CloneUnavailable, EventPart, EventProbe, EventType,
-        IsEvent, NotEvent,
+        event_part, AnyEvent, CloneIfClone, CloneProbe, CloneUnavailable, EventPart, EventProbe,
+        EventType, IsEvent, NotEvent,
     };
     pub use crate::handler::{
-        event_part, BoxFuture, HandlerFn, HandlerPolicy, HandlerResult, IntoHandlerResult,
+        BoxFuture, EventRegistration, HandlerFn, HandlerParam, HandlerPolicy, HandlerRegistration,
+        HandlerResult, IntoHandlerResult, SharedState, StateCursor, StateKeys,
     };
-    pub use crate::registry::{EventRegistration, HandlerRegistration};
-    pub use crate::state::{HandlerParam, SharedState, StateCursor, StateKeys};
     pub use crate::wire::{decode_event, encode_event, WireRegistration};
     pub use inventory;
 

@@ -1,6 +1,7 @@
-//! What a publish did: [`PublishReport`], with every [`HandlerFailure`] or the [`Refusal`].
+//! What a publish did: [`PublishReport`], with every [`HandlerFailure`] or the [`Refusal`]; and
+//! why an emit was not accepted: [`EmitError`].
 
-use crate::{EventId, EventType};
+use crate::event::{EventId, EventType};
 use std::fmt;
 use std::sync::Arc;
 
@@ -290,3 +291,65 @@ impl fmt::Display for PublishError {
 }
 
 impl std::error::Error for PublishError {}
+
+/// Why an emit did not dispatch its event; holds the event, so nothing is lost.
+pub struct EmitError<E> {
+    kind: EmitErrorKind,
+    event: E,
+}
+
+impl<E> EmitError<E> {
+    pub(crate) fn new(kind: EmitErrorKind, event: E) -> Self {
+        EmitError { kind, event }
+    }
+
+    /// Why.
+    pub fn kind(&self) -> &EmitErrorKind {
+        &self.kind
+    }
+
+    /// The event, back to the caller.
+    pub fn into_event(self) -> E {
+        self.event
+    }
+}
+
+/// Why an emit was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EmitErrorKind {
+    /// The bus refused it: shut down, or an event storm.
+    Refused(Refusal),
+    /// `max_in_flight` emitted events are already in flight.
+    Full {
+        /// The configured cap.
+        capacity: usize,
+    },
+    /// `emit` was called outside a tokio runtime.
+    NoRuntime,
+}
+
+impl<E> fmt::Debug for EmitError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmitError")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E> fmt::Display for EmitError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            EmitErrorKind::Refused(refusal) => write!(f, "event not emitted: {refusal}"),
+            EmitErrorKind::Full { capacity } => write!(
+                f,
+                "event not emitted: {capacity} emitted events are already in flight"
+            ),
+            EmitErrorKind::NoRuntime => {
+                f.write_str("event not emitted: no tokio runtime is running")
+            }
+        }
+    }
+}
+
+impl<E> std::error::Error for EmitError<E> {}

@@ -1,8 +1,7 @@
 //! Test helpers: a [`Recorder`] that keeps everything published, and single-handler buses
 //! ([`EventBusBuilder::with_handler`](crate::EventBusBuilder::with_handler)).
 
-use crate::handler::BoxFuture;
-use crate::middleware::{Envelope, Middleware, Next};
+use crate::middleware::{BoxFuture, Envelope, Middleware, Next};
 use crate::{AnyEvent, Event, EventId, EventType, Headers, PublishReport};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};

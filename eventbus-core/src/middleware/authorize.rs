@@ -1,7 +1,7 @@
 //! [`Authorize`]: a filter built from an async predicate.
 
+use super::BoxFuture;
 use super::{Envelope, Middleware, Next};
-use crate::handler::BoxFuture;
 use crate::PublishReport;
 use std::fmt;
 use std::future::Future;

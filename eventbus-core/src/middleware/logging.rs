@@ -1,7 +1,7 @@
 //! [`Logging`]: a `tracing` span per publish, with the outcome.
 
+use super::BoxFuture;
 use super::{Envelope, Middleware, Next};
-use crate::handler::BoxFuture;
 use crate::PublishReport;
 use std::time::Instant;
 use tracing::Instrument;

@@ -1,7 +1,7 @@
 //! [`Metrics`]: counts events and handler outcomes, records publish latency.
 
+use super::BoxFuture;
 use super::{Envelope, Middleware, Next};
-use crate::handler::BoxFuture;
 use crate::PublishReport;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -203,7 +203,10 @@ impl Consumer {
             self.acks.push(entry.id);
             return;
         }
-        let report = bus.publish_incoming(incoming).await;
+        let report = {
+            let (event, meta) = incoming.into_event();
+            bus.publish_received(event, meta).await
+        };
         Diagnostics::bump(&diagnostics.dispatched);
         if report.is_unhandled() {
             Diagnostics::bump(&diagnostics.unhandled);

@@ -374,6 +374,7 @@ impl RedisBridge {
     /// [`outbound`](Self::outbound) middleware: such a bus would send nothing.
     pub async fn start(&self, bus: &EventBus) -> Result<(), BridgeError> {
         if !bus
+            .engine()
             .middleware_of::<Outbound>()
             .any(|outbound| outbound.belongs_to(&self.inner))
         {

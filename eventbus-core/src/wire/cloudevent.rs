@@ -3,8 +3,7 @@
 #![cfg_attr(not(feature = "redis"), allow(dead_code))]
 
 use super::registry::registry;
-use crate::event::ErasedEvent;
-use crate::{AnyEvent, EventId, EventMeta, Headers};
+use crate::event::{AnyEvent, ErasedEvent, EventId, EventMeta, Headers};
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -168,6 +167,21 @@ pub(crate) struct Incoming {
     pub(crate) correlation_id: EventId,
     pub(crate) causation_id: Option<EventId>,
     pub(crate) headers: Headers,
+}
+
+impl Incoming {
+    /// The event and its metadata, as the bus publishes them.
+    pub(crate) fn into_event(self) -> (AnyEvent, EventMeta) {
+        let meta = EventMeta::received(
+            self.event.event_type(),
+            self.id,
+            self.time,
+            (self.correlation_id, self.causation_id),
+            self.headers,
+            &self.source,
+        );
+        (self.event, meta)
+    }
 }
 
 /// Why a message from the wire could not be turned into an event.

@@ -29,7 +29,7 @@ mod registry;
 
 pub use cloudevent::DecodeError;
 #[cfg_attr(not(feature = "redis"), allow(unused_imports))]
-pub(crate) use cloudevent::{encode, Envelope, Incoming};
+pub(crate) use cloudevent::{encode, Envelope};
 #[cfg_attr(not(feature = "redis"), allow(unused_imports))]
 pub(crate) use registry::registry;
 pub use registry::{decode_event, encode_event, is_distributed, registered, WireRegistration};

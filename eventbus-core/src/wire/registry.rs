@@ -1,8 +1,6 @@
 //! The link-time registry of distributed event types: (name, version) ↔ codec.
 
-use crate::event::EventPart;
-use crate::handler::event_part;
-use crate::{AnyEvent, Event, EventType};
+use crate::event::{event_part, AnyEvent, Event, EventPart, EventType};
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

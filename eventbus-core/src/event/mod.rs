@@ -1,4 +1,14 @@
-//! The [`Event`] trait and the static description of an event type, [`EventType`].
+//! The bottom layer: the [`Event`] trait and the static description of an event type
+//! ([`EventType`], its lineage), event ids, headers and [`EventMeta`]. Imports nothing else of
+//! the crate.
+
+mod headers;
+mod id;
+mod meta;
+
+pub use headers::Headers;
+pub use id::{EventId, ParseEventIdError};
+pub use meta::EventMeta;
 
 use std::any::{Any, TypeId};
 use std::fmt;
@@ -75,6 +85,45 @@ pub(crate) trait ErasedEvent: Send + Sync {
     fn part(&self, level: usize) -> Option<&EventPart>;
     fn part_mut(&mut self, level: usize) -> Option<&mut EventPart>;
     fn clone_event(&self) -> Option<AnyEvent>;
+    /// The event itself, to hand back typed (an `EmitError` returns it).
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}
+
+/// An event the engine can own: a typed one, or one already boxed (a follow-up that came
+/// through a handler's `Context`, or an event from the wire). Middleware needs it boxed;
+/// this boxes a typed event there only, and a boxed one never twice.
+pub(crate) trait OwnedEvent: ErasedEvent + Sized + 'static {
+    fn boxed(self) -> Box<dyn ErasedEvent>;
+}
+
+impl<E: Event> OwnedEvent for E {
+    fn boxed(self) -> Box<dyn ErasedEvent> {
+        Box::new(self)
+    }
+}
+
+impl OwnedEvent for Box<dyn ErasedEvent> {
+    fn boxed(self) -> Box<dyn ErasedEvent> {
+        self
+    }
+}
+
+impl ErasedEvent for Box<dyn ErasedEvent> {
+    fn event_type(&self) -> &'static EventType {
+        (**self).event_type()
+    }
+    fn part(&self, level: usize) -> Option<&EventPart> {
+        (**self).part(level)
+    }
+    fn part_mut(&mut self, level: usize) -> Option<&mut EventPart> {
+        (**self).part_mut(level)
+    }
+    fn clone_event(&self) -> Option<AnyEvent> {
+        (**self).clone_event()
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        (*self).into_any()
+    }
 }
 
 impl dyn ErasedEvent + '_ {
@@ -104,6 +153,16 @@ impl<E: Event> ErasedEvent for E {
     fn clone_event(&self) -> Option<AnyEvent> {
         Event::clone_event(self)
     }
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
+}
+
+/// The typed part a handler subscribed to. Dispatch only hands a handler the level of the
+/// hierarchy whose type it registered for, so the downcast cannot fail.
+pub fn event_part<E: Any>(part: &EventPart) -> &E {
+    part.downcast_ref::<E>()
+        .expect("dispatch hands each handler the part of its own event type")
 }
 
 /// A type-erased, owned event: a clone kept by the recorder, or an event decoded from the wire.

@@ -1,6 +1,6 @@
 //! Shared state for handlers ([`State`]) and the parameters a handler may take besides its event.
 
-use crate::Context;
+use super::Context;
 use std::any::{Any, TypeId};
 use std::fmt;
 use std::ops::Deref;

@@ -1,24 +1,23 @@
-//! [`EventBus`]: publish, emit, subscribe, shut down.
+//! The top layer: the [`EventBus`] facade over the engine, its [builder](EventBusBuilder), and
+//! runtime [subscriptions](Subscription).
 
-use crate::dispatch::Router;
+mod builder;
+mod subscription;
+
+pub use builder::{BuildError, BuildProblem, EventBusBuilder};
+pub use subscription::Subscription;
+
+use crate::engine::{Config, Engine, Router, ShutdownReport};
+use crate::event::{Event, EventMeta, EventType, Headers};
 use crate::handler::{
-    async_callable, sync_callable, AsyncHandler, Callable, HandlerEntry, SyncHandler,
+    async_callable, sync_callable, AsyncHandler, Callable, HandlerEntry, SubscribeOptions,
+    SyncHandler,
 };
-use crate::middleware::Layer;
-use crate::report::Refusal;
-use crate::EventId;
-use crate::{
-    Context, Event, EventBusBuilder, EventMeta, EventType, Headers, PublishReport,
-    SubscribeOptions, Subscription,
-};
-use rustc_hash::FxHashMap;
+use crate::report::{EmitError, PublishReport};
 use std::fmt;
 use std::panic::Location;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// The event bus: dispatches each published event to every handler of its type and of its
 /// ancestors, in one global order (see the crate docs), isolating failures.
@@ -26,66 +25,7 @@ use tokio_util::task::TaskTracker;
 /// Cheap to clone: clones share one bus.
 #[derive(Clone)]
 pub struct EventBus {
-    inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) router: Router,
-    pub(crate) config: Config,
-    /// Emitted work in flight, awaited by `shutdown`; closed when shutdown begins, which is
-    /// what "shut down" means (see `emit` for why the flag lives here).
-    pub(crate) tracker: TaskTracker,
-    /// Cancelled when shutdown begins: releases `emit_wait`s parked on a full bus.
-    pub(crate) closing: CancellationToken,
-    /// One permit per emitted event in flight: the `max_in_flight` cap.
-    pub(crate) permits: Arc<Semaphore>,
-    /// What is in flight, to report what a shutdown deadline cut off.
-    pub(crate) in_flight: Mutex<FxHashMap<EventId, &'static str>>,
-}
-
-/// Settings fixed when the bus is built.
-pub(crate) struct Config {
-    pub(crate) max_depth: u32,
-    pub(crate) max_in_flight: usize,
-    pub(crate) default_timeout: Option<Duration>,
-    pub(crate) mode: DispatchMode,
-    pub(crate) layers: Vec<Layer>,
-    pub(crate) on_dead_event: Option<DeadEventHook>,
-    pub(crate) on_failure: Option<FailureHook>,
-}
-
-pub(crate) type DeadEventHook = Arc<dyn for<'a> Fn(Context<'a>) + Send + Sync>;
-pub(crate) type FailureHook = Arc<dyn Fn(&PublishReport) + Send + Sync>;
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            max_depth: DEFAULT_MAX_DEPTH,
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            default_timeout: None,
-            mode: DispatchMode::default(),
-            layers: Vec::new(),
-            on_dead_event: None,
-            on_failure: None,
-        }
-    }
-}
-
-/// The default event-storm limit.
-pub(crate) const DEFAULT_MAX_DEPTH: u32 = 32;
-/// The default cap on emitted events in flight.
-pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
-
-/// How one publish runs its handlers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DispatchMode {
-    /// One after another in dispatch order (the default).
-    #[default]
-    Sequential,
-    /// Handlers of one priority run concurrently (each still isolated); priority levels still
-    /// run in order, so validation (high priority) finishes before analytics (low) starts.
-    ConcurrentWithinPriority,
+    engine: Arc<Engine>,
 }
 
 impl EventBus {
@@ -102,35 +42,14 @@ impl EventBus {
 
     pub(crate) fn from_parts(router: Router, config: Config) -> Self {
         EventBus {
-            inner: Arc::new(Inner {
-                router,
-                permits: Arc::new(Semaphore::new(config.max_in_flight)),
-                config,
-                tracker: TaskTracker::new(),
-                closing: CancellationToken::new(),
-                in_flight: Mutex::default(),
-            }),
+            engine: Engine::new(router, config),
         }
     }
 
-    pub(crate) fn inner(&self) -> &Inner {
-        &self.inner
-    }
-
-    pub(crate) fn layers(&self) -> &[Layer] {
-        &self.inner.config.layers
-    }
-
-    /// The middleware of type `M` this bus runs (a bridge checks that its outbound side is
-    /// there).
+    /// The engine behind this facade (a bridge checks its middleware).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn middleware_of<M: crate::middleware::Middleware>(
-        &self,
-    ) -> impl Iterator<Item = &M> {
-        self.layers().iter().filter_map(|layer| {
-            let any: &dyn std::any::Any = &*layer.middleware;
-            any.downcast_ref::<M>()
-        })
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Publishes `event` and waits until every handler has run.
@@ -140,7 +59,7 @@ impl EventBus {
     /// recorded in the report and the others still run. After [`shutdown`](Self::shutdown)
     /// the event is refused.
     pub async fn publish<E: Event>(&self, event: E) -> PublishReport {
-        self.publish_meta(event, EventMeta::root(E::TYPE)).await
+        self.engine.publish(event, EventMeta::root(E::TYPE)).await
     }
 
     /// [`publish`](Self::publish) with headers, which handlers read through
@@ -161,21 +80,69 @@ impl EventBus {
     /// # }
     /// ```
     pub async fn publish_with<E: Event>(&self, event: E, headers: Headers) -> PublishReport {
-        self.publish_meta(event, EventMeta::root(E::TYPE).with_headers(headers))
+        let meta = EventMeta::root(E::TYPE).with_headers(headers);
+        self.engine.publish(event, meta).await
+    }
+
+    /// Publishes `event` on the tokio runtime without waiting for its handlers.
+    ///
+    /// At most [`max_in_flight`](crate::EventBusBuilder::max_in_flight) emitted events are in
+    /// flight at once; past that `emit` fails with
+    /// [`EmitErrorKind::Full`](crate::EmitErrorKind::Full) (or use
+    /// [`emit_wait`](Self::emit_wait) to wait for room). Failures of the handlers go to the
+    /// [`on_failure`](crate::EventBusBuilder::on_failure) hook, or to `tracing` without one.
+    ///
+    /// An `Ok` is a promise: [`shutdown`](Self::shutdown) does not return before the event's
+    /// handlers have run, even when the two race. On error the event was not dispatched, and
+    /// is handed back in the [`EmitError`].
+    pub fn emit<E: Event>(&self, event: E) -> Result<(), EmitError<E>> {
+        self.emit_with(event, Headers::new())
+    }
+
+    /// [`emit`](Self::emit) with headers, which handlers read through
+    /// [`EventMeta::header`] (through `Context`) and middleware through the envelope.
+    pub fn emit_with<E: Event>(&self, event: E, headers: Headers) -> Result<(), EmitError<E>> {
+        let meta = EventMeta::root(E::TYPE).with_headers(headers);
+        self.engine
+            .emit(event, meta)
+            .map_err(|(kind, event)| EmitError::new(kind, event))
+    }
+
+    /// Like [`emit`](Self::emit), but waits for room when `max_in_flight` events are in flight.
+    /// A wait still parked when shutdown begins ends at once with
+    /// [`Refusal::ShutDown`](crate::Refusal::ShutDown). Do not call it from a handler (a
+    /// handler holding room while waiting for room can deadlock); handlers use
+    /// [`Context::emit`](crate::Context::emit).
+    pub async fn emit_wait<E: Event>(&self, event: E) -> Result<(), EmitError<E>> {
+        self.engine
+            .emit_wait(event, EventMeta::root(E::TYPE))
             .await
+            .map_err(|(kind, event)| EmitError::new(kind, event))
     }
 
-    async fn publish_meta<E: Event>(&self, event: E, meta: EventMeta) -> PublishReport {
-        if self.is_shut_down() {
-            return PublishReport::refused(E::TYPE, meta.id, Refusal::ShutDown);
-        }
-        if let Some(report) = self.try_dispatch_inline(&event, &meta) {
-            return report;
-        }
-        self.run(event, meta).await
+    /// Stops accepting new events, then waits until all emitted work is done, including
+    /// follow-ups that running handlers emit.
+    pub async fn shutdown(&self) {
+        self.engine.shutdown().await;
     }
 
-    /// Subscribes a closure or fn taking `&E` (and optionally [`Context`]), returning `()` or
+    /// Like [`shutdown`](Self::shutdown), but waits at most `deadline`; the report lists the
+    /// emitted events that had not finished by then (they go on running in the background).
+    pub async fn shutdown_timeout(&self, deadline: Duration) -> ShutdownReport {
+        self.engine.shutdown_timeout(deadline).await
+    }
+
+    /// Publishes an event received from another process, as if it were published here.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) async fn publish_received(
+        &self,
+        event: crate::event::AnyEvent,
+        meta: EventMeta,
+    ) -> PublishReport {
+        self.engine.publish(event.0, meta).await
+    }
+
+    /// Subscribes a closure or fn taking `&E` (and optionally [`Context`](crate::Context)), returning `()` or
     /// `Result<(), E>`. It receives every `E`, including every event derived from `E`.
     ///
     /// ```
@@ -210,7 +177,7 @@ impl EventBus {
         )
     }
 
-    /// Subscribes an `async fn` taking `&E` (and optionally [`Context`]), or a closure returning
+    /// Subscribes an `async fn` taking `&E` (and optionally [`Context`](crate::Context)), or a closure returning
     /// a `Send + 'static` future.
     ///
     /// ```
@@ -262,7 +229,7 @@ impl EventBus {
 
     /// The handlers a published `E` would reach, in the order they would run.
     pub fn handlers_for<E: Event>(&self) -> Vec<HandlerInfo> {
-        self.inner
+        self.engine
             .router
             .plan(E::TYPE)
             .steps
@@ -277,42 +244,12 @@ impl EventBus {
 
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shut_down(&self) -> bool {
-        self.inner.tracker.is_closed()
+        self.engine.is_shut_down()
     }
 
     /// The configured event-storm limit.
     pub fn max_depth(&self) -> u32 {
-        self.inner.config.max_depth
-    }
-
-    pub(crate) async fn publish_from<E: Event>(
-        &self,
-        parent: &EventMeta,
-        event: E,
-        headers: Headers,
-    ) -> PublishReport {
-        let mut meta = EventMeta::child(parent, E::TYPE);
-        meta.headers.extend(headers);
-        if let Err(refusal) = self.check_depth(&meta) {
-            return PublishReport::refused(E::TYPE, meta.id, refusal);
-        }
-        if let Some(report) = self.try_dispatch_inline(&event, &meta) {
-            return report;
-        }
-        self.run(event, meta).await
-    }
-
-    pub(crate) fn check_depth(&self, meta: &EventMeta) -> Result<(), Refusal> {
-        let max_depth = self.inner.config.max_depth;
-        if meta.depth <= max_depth {
-            return Ok(());
-        }
-        let refusal = Refusal::TooDeep {
-            max_depth,
-            chain: meta.chain(),
-        };
-        tracing::warn!(event = meta.event_type.name(), %refusal, "publish refused");
-        Err(refusal)
+        self.engine.config.max_depth
     }
 
     #[track_caller]
@@ -333,7 +270,7 @@ impl EventBus {
             },
             String::from,
         );
-        let id = self.inner.router.add(HandlerEntry {
+        let id = self.engine.router.add(HandlerEntry {
             id: 0,
             name: name.into(),
             priority: options.priority,
@@ -342,7 +279,7 @@ impl EventBus {
             callable,
             policy: options.policy,
         });
-        Subscription::new(Arc::downgrade(&self.inner), id)
+        Subscription::new(Arc::downgrade(&self.engine), id)
     }
 }
 
@@ -355,14 +292,19 @@ impl Default for EventBus {
 impl fmt::Debug for EventBus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventBus")
-            .field("max_depth", &self.inner.config.max_depth)
+            .field("max_depth", &self.engine.config.max_depth)
             .field(
                 "middleware",
-                &self.layers().iter().map(|l| &*l.name).collect::<Vec<_>>(),
+                &self
+                    .engine
+                    .layers()
+                    .iter()
+                    .map(|l| &*l.name)
+                    .collect::<Vec<_>>(),
             )
-            .field("mode", &self.inner.config.mode)
+            .field("mode", &self.engine.config.mode)
             .field("shut_down", &self.is_shut_down())
-            .field("emitted_in_flight", &self.inner.tracker.len())
+            .field("emitted_in_flight", &self.engine.emitted_in_flight())
             .finish()
     }
 }

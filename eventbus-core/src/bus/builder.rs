@@ -1,12 +1,13 @@
 //! [`EventBusBuilder`]: assembles a bus and validates its registrations.
 
-use crate::bus::Config;
-use crate::dispatch::Router;
-use crate::handler::{Callable, HandlerEntry};
-use crate::middleware::{Layer, Middleware};
-use crate::registry::{all_handlers, Selection};
-use crate::state::{SharedState, StateKeys};
-use crate::{Context, DispatchMode, Event, EventBus, EventType, PublishReport};
+use super::EventBus;
+use crate::engine::pipeline::{Layer, Middleware};
+use crate::engine::{Config, DispatchMode, Router};
+use crate::event::{Event, EventType};
+use crate::handler::{
+    all_handlers, Callable, Context, HandlerEntry, Selection, SharedState, StateKeys,
+};
+use crate::report::PublishReport;
 use rustc_hash::FxHashMap;
 use std::any::{Any, TypeId};
 use std::fmt;

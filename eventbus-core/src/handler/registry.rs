@@ -2,9 +2,8 @@
 //!
 //! `inventory` promises no order, so everything read from here is sorted before use.
 
-use crate::handler::{HandlerFn, HandlerPolicy};
-use crate::state::StateKeys;
-use crate::EventType;
+use super::{HandlerFn, HandlerPolicy, StateKeys};
+use crate::event::EventType;
 
 /// A `#[handler]` fn, as submitted at link time.
 #[derive(Debug)]

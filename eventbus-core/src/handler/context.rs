@@ -1,10 +1,31 @@
 //! [`Context`]: what a handler knows about the event it is handling, and how it publishes
 //! follow-up events.
 
-use crate::event::ErasedEvent;
-use crate::{EmitError, Event, EventBus, EventMeta, Headers, PublishReport};
+use super::BoxFuture;
+use crate::event::{ErasedEvent, Event, EventMeta, Headers};
+use crate::report::{EmitError, EmitErrorKind, PublishReport};
 use std::fmt;
 use std::ops::Deref;
+
+/// What a handler's [`Context`] may ask of the engine that runs it: follow-up events, and no
+/// more. The engine implements it; this layer knows nothing else of the engine.
+pub(crate) trait FollowUps: Send + Sync {
+    /// Publishes a follow-up of `parent` and waits for its handlers.
+    fn publish<'a>(
+        &'a self,
+        parent: &'a EventMeta,
+        event: Box<dyn ErasedEvent>,
+        headers: Headers,
+    ) -> BoxFuture<'a, PublishReport>;
+
+    /// Emits a follow-up of `parent`; on refusal, why, and the event back.
+    fn emit(
+        &self,
+        parent: &EventMeta,
+        event: Box<dyn ErasedEvent>,
+        headers: Headers,
+    ) -> Result<(), (EmitErrorKind, Box<dyn ErasedEvent>)>;
+}
 
 /// What a handler may know about the event it handles, and its way to publish follow-ups.
 ///
@@ -37,7 +58,7 @@ use std::ops::Deref;
 /// ```
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
-    bus: &'a EventBus,
+    follow_ups: &'a dyn FollowUps,
     meta: &'a EventMeta,
     event: &'a dyn ErasedEvent,
     handler: &'a str,
@@ -45,13 +66,13 @@ pub struct Context<'a> {
 
 impl<'a> Context<'a> {
     pub(crate) fn new(
-        bus: &'a EventBus,
+        follow_ups: &'a dyn FollowUps,
         meta: &'a EventMeta,
         event: &'a dyn ErasedEvent,
         handler: &'a str,
     ) -> Self {
         Context {
-            bus,
+            follow_ups,
             meta,
             event,
             handler,
@@ -74,41 +95,44 @@ impl<'a> Context<'a> {
         self.event.as_type()
     }
 
-    /// The bus this event is being dispatched on.
-    pub fn bus(&self) -> &'a EventBus {
-        self.bus
-    }
-
     /// Publishes a follow-up event and waits for its handlers. It inherits the correlation id
     /// and headers, is caused by this event, and is one level deeper: past
     /// [`max_depth`](crate::EventBusBuilder::max_depth) it is refused (see
     /// [`Refusal::TooDeep`](crate::Refusal::TooDeep)).
     pub async fn publish<E: Event>(&self, event: E) -> PublishReport {
-        self.bus
-            .publish_from(self.meta, event, Headers::new())
-            .await
+        self.publish_with(event, Headers::new()).await
     }
 
     /// [`publish`](Self::publish) with headers set over the inherited ones.
     pub async fn publish_with<E: Event>(&self, event: E, headers: Headers) -> PublishReport {
-        self.bus.publish_from(self.meta, event, headers).await
+        self.follow_ups
+            .publish(self.meta, Box::new(event), headers)
+            .await
     }
 
-    /// Emits a follow-up event without waiting (see [`EventBus::emit`]); same lineage rules as
+    /// Emits a follow-up event without waiting (see [`EventBus::emit`](crate::EventBus::emit)); same lineage rules as
     /// [`publish`](Self::publish).
     ///
     /// While the bus shuts down, a follow-up of an *emitted* event is accepted: it is part of
-    /// the work [`EventBus::shutdown`] waits for. A follow-up of anything else (a `publish`,
+    /// the work [`EventBus::shutdown`](crate::EventBus::shutdown) waits for. A follow-up of anything else (a `publish`,
     /// whose caller awaits it, or an event from a bridge) is refused with
     /// [`Refusal::ShutDown`](crate::Refusal::ShutDown) like a plain emit, since nothing would
     /// wait for it.
     pub fn emit<E: Event>(&self, event: E) -> Result<(), EmitError<E>> {
-        self.bus.emit_from(self.meta, event, Headers::new())
+        self.emit_with(event, Headers::new())
     }
 
     /// [`emit`](Self::emit) with headers set over the inherited ones.
     pub fn emit_with<E: Event>(&self, event: E, headers: Headers) -> Result<(), EmitError<E>> {
-        self.bus.emit_from(self.meta, event, headers)
+        self.follow_ups
+            .emit(self.meta, Box::new(event), headers)
+            .map_err(|(kind, event)| {
+                let event = event
+                    .into_any()
+                    .downcast::<E>()
+                    .expect("the engine hands back the event it was given");
+                EmitError::new(kind, *event)
+            })
     }
 }
 

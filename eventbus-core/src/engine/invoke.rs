@@ -1,46 +1,27 @@
 //! Running one event: through the middleware, then its handlers in plan order, each under its
 //! policy (timeout, retries, error callback), with failures isolated.
 
-use crate::bus::DispatchMode;
-use crate::dispatch::Step;
-use crate::event::{ErasedEvent, EventPart};
-use crate::handler::{panicked, HandlerEntry};
-use crate::middleware::{Envelope, Next};
-use crate::report::{FailureKind, HandlerFailure, Refusal};
-use crate::wire::Incoming;
-use crate::{Context, Event, EventBus, EventMeta, PublishReport};
+use super::pipeline::{Envelope, Next};
+use super::router::Step;
+use super::{DispatchMode, Engine};
+use crate::event::{ErasedEvent, EventMeta, EventPart, OwnedEvent};
+use crate::handler::{panicked, Context, HandlerEntry};
+use crate::report::{FailureKind, HandlerFailure, PublishReport};
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 use tracing::Instrument;
 
-impl EventBus {
+impl Engine {
     /// Runs an accepted event: through the middleware when there is any, else straight to the
     /// handlers (no boxing on that path).
-    pub(crate) async fn run<E: Event>(&self, event: E, meta: EventMeta) -> PublishReport {
+    pub(crate) async fn run<E: OwnedEvent>(&self, event: E, meta: EventMeta) -> PublishReport {
         // Middleware and async handlers may read the time after awaiting: take it now.
         meta.stamp();
         if self.layers().is_empty() {
             self.dispatch(&event, &meta).await
         } else {
-            Next::start(self.clone())
-                .run(Envelope::new(Box::new(event), meta))
-                .await
-        }
-    }
-
-    /// Publishes an event decoded from the wire, as if it were published here.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) async fn publish_incoming(&self, mut incoming: Incoming) -> PublishReport {
-        let meta = EventMeta::incoming(incoming.event.event_type(), &mut incoming);
-        let event = incoming.event.0;
-        if self.is_shut_down() {
-            return PublishReport::refused(meta.event_type, meta.id, Refusal::ShutDown);
-        }
-        if self.layers().is_empty() {
-            self.dispatch(&*event, &meta).await
-        } else {
-            Next::start(self.clone())
-                .run(Envelope::new(event, meta))
+            Next::start(self.arc())
+                .run(Envelope::new(event.boxed(), meta))
                 .await
         }
     }
@@ -57,7 +38,7 @@ impl EventBus {
         if !self.layers().is_empty() || tracing::level_enabled!(tracing::Level::DEBUG) {
             return None;
         }
-        self.inner().router.with_plan(meta.event_type, |plan| {
+        self.router.with_plan(meta.event_type, |plan| {
             plan.inline.then(|| {
                 let mut report = PublishReport::new(meta.event_type, meta.id);
                 self.call_all_inline(&plan.steps, event, meta, &mut report);
@@ -109,9 +90,9 @@ impl EventBus {
         event: &dyn ErasedEvent,
         meta: &EventMeta,
     ) -> PublishReport {
-        let plan = self.inner().router.plan(meta.event_type);
+        let plan = self.router.plan(meta.event_type);
         let mut report = PublishReport::new(meta.event_type, meta.id);
-        match self.inner().config.mode {
+        match self.config.mode {
             DispatchMode::Sequential => {
                 for step in plan.steps.iter() {
                     let failure = match self.call_inline(step, event, meta) {
@@ -179,7 +160,7 @@ impl EventBus {
         let timeout = handler
             .policy
             .timeout
-            .or(self.inner().config.default_timeout)
+            .or(self.config.default_timeout)
             .filter(|_| handler.callable.is_async());
         if timeout.is_some() || handler.policy.retries > 0 {
             return Box::pin(self.call_with_policy(step, event, meta, timeout)).await;
@@ -253,7 +234,7 @@ impl EventBus {
     }
 
     fn dead_event(&self, event: &dyn ErasedEvent, meta: &EventMeta) {
-        let Some(hook) = &self.inner().config.on_dead_event else {
+        let Some(hook) = &self.config.on_dead_event else {
             return;
         };
         let ctx = Context::new(self, meta, event, "on_dead_event");

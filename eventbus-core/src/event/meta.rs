@@ -1,7 +1,6 @@
 //! [`EventMeta`]: everything about a published event besides its data.
 
-use crate::wire::Incoming;
-use crate::{Event, EventId, EventType, Headers};
+use super::{Event, EventId, EventType, Headers};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -78,17 +77,25 @@ impl EventMeta {
         }
     }
 
-    /// An event received from another process: its ids, time and headers as sent.
-    pub(crate) fn incoming(event_type: &'static EventType, incoming: &mut Incoming) -> Self {
+    /// An event received from another process: its ids, time and headers as sent, and the
+    /// service that sent it.
+    pub(crate) fn received(
+        event_type: &'static EventType,
+        id: EventId,
+        time: SystemTime,
+        (correlation_id, causation_id): (EventId, Option<EventId>),
+        headers: Headers,
+        origin: &str,
+    ) -> Self {
         EventMeta {
-            id: incoming.id,
+            id,
             event_type,
-            time: OnceLock::from(incoming.time),
-            correlation_id: incoming.correlation_id,
-            causation_id: incoming.causation_id,
+            time: OnceLock::from(time),
+            correlation_id,
+            causation_id,
             depth: 0,
-            headers: std::mem::take(&mut incoming.headers),
-            origin: Some(incoming.source.as_str().into()),
+            headers,
+            origin: Some(origin.into()),
             trail: None,
             awaited_by_shutdown: false,
         }

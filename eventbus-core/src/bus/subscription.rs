@@ -1,6 +1,6 @@
 //! [`Subscription`]: the handle of a runtime subscription.
 
-use crate::bus::Inner;
+use crate::engine::Engine;
 use std::fmt;
 use std::sync::Weak;
 
@@ -22,13 +22,13 @@ use std::sync::Weak;
 /// ```
 #[must_use = "dropping a Subscription unsubscribes at once; call `.forever()` to keep it"]
 pub struct Subscription {
-    bus: Weak<Inner>,
+    bus: Weak<Engine>,
     id: u64,
     active: bool,
 }
 
 impl Subscription {
-    pub(crate) fn new(bus: Weak<Inner>, id: u64) -> Self {
+    pub(crate) fn new(bus: Weak<Engine>, id: u64) -> Self {
         Subscription {
             bus,
             id,

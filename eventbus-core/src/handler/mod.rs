@@ -1,10 +1,20 @@
-//! What a handler is once registered: a name, a priority, the event type it handles and a
-//! type-erased callable; plus the traits that turn fns and closures into one.
+//! The handler layer: what a handler is once registered (a name, a priority, the event type it
+//! handles, a type-erased callable and its policy), the traits that turn fns and closures into
+//! one, the parameters it may take ([`Context`], [`State`]) and link-time registration.
 
-use crate::event::EventPart;
+mod context;
+mod registry;
+mod state;
+
+pub use context::Context;
+pub(crate) use context::FollowUps;
+pub(crate) use registry::{all_handlers, Selection};
+pub use registry::{EventRegistration, HandlerRegistration};
+
+pub use state::{HandlerParam, SharedState, State, StateCursor, StateKeys};
+
+use crate::event::{event_part, Event, EventPart, EventType};
 use crate::report::{FailureKind, HandlerFailure};
-use crate::state::SharedState;
-use crate::{Context, Event, EventType};
 use futures_util::FutureExt;
 use std::borrow::Cow;
 use std::fmt::{self, Display};
@@ -449,11 +459,4 @@ where
     Callable::AsyncClosure(Box::new(move |part, ctx| {
         Box::pin(handler.call(event_part::<E>(part), ctx))
     }))
-}
-
-/// The typed part a handler subscribed to. Dispatch only hands a handler the level of the
-/// hierarchy whose type it registered for, so the downcast cannot fail.
-pub fn event_part<E: std::any::Any>(part: &EventPart) -> &E {
-    part.downcast_ref::<E>()
-        .expect("dispatch hands each handler the part of its own event type")
 }

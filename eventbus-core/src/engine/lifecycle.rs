@@ -1,0 +1,217 @@
+//! Fire-and-forget publishing (`emit`), its in-flight cap, and graceful shutdown.
+
+use super::Engine;
+use crate::event::{ErasedEvent, EventId, EventMeta, Headers, OwnedEvent};
+use crate::report::{EmitErrorKind, PublishReport, Refusal};
+use std::sync::PoisonError;
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+impl Engine {
+    /// Emits a top-level event; on refusal, why (the caller hands the event back).
+    pub(crate) fn emit<E: OwnedEvent>(
+        &self,
+        event: E,
+        meta: EventMeta,
+    ) -> Result<(), (EmitErrorKind, E)> {
+        let work = match self.accept_work(false) {
+            Ok(work) => work,
+            Err(refusal) => return Err((EmitErrorKind::Refused(refusal), event)),
+        };
+        let permit = match self.try_permit(&meta) {
+            Ok(permit) => permit,
+            Err(kind) => return Err((kind, event)),
+        };
+        self.spawn(event, meta, work, permit)
+    }
+
+    /// Like [`emit`](Self::emit), but waits for room; a wait still parked when shutdown
+    /// begins ends at once, refused.
+    pub(crate) async fn emit_wait<E: OwnedEvent>(
+        &self,
+        event: E,
+        meta: EventMeta,
+    ) -> Result<(), (EmitErrorKind, E)> {
+        let shut_down = |event| Err((EmitErrorKind::Refused(Refusal::ShutDown), event));
+        let permits = self.permits.clone();
+        let permit = tokio::select! {
+            // Shutdown first: a wait that finds both ready is refused, like a plain emit.
+            biased;
+            () = self.closing.cancelled() => return shut_down(event),
+            permit = permits.acquire_owned() => permit.expect("the in-flight semaphore is never closed"),
+        };
+        let work = match self.accept_work(false) {
+            Ok(work) => work,
+            Err(_) => return shut_down(event),
+        };
+        self.spawn(event, meta, work, permit)
+    }
+
+    /// Emits a follow-up of `parent`, published by one of its handlers.
+    pub(crate) fn emit_from(
+        &self,
+        parent: &EventMeta,
+        event: Box<dyn ErasedEvent>,
+        headers: Headers,
+    ) -> Result<(), (EmitErrorKind, Box<dyn ErasedEvent>)> {
+        let mut meta = EventMeta::child(parent, event.event_type());
+        meta.headers.extend(headers);
+        let accepted = self
+            .check_depth(&meta)
+            .and_then(|()| self.accept_work(parent.awaited_by_shutdown));
+        let work = match accepted {
+            Ok(work) => work,
+            Err(refusal) => return Err((EmitErrorKind::Refused(refusal), event)),
+        };
+        match self.try_permit(&meta) {
+            Ok(permit) => self.spawn(event, meta, work, permit),
+            Err(kind) => Err((kind, event)),
+        }
+    }
+
+    /// Stops accepting new events, then waits until all emitted work is done, including
+    /// follow-ups that running handlers emit.
+    pub(crate) async fn shutdown(&self) {
+        self.begin_shutdown();
+        self.tracker.wait().await;
+    }
+
+    /// Like [`shutdown`](Self::shutdown), but waits at most `deadline`.
+    pub(crate) async fn shutdown_timeout(&self, deadline: Duration) -> ShutdownReport {
+        self.begin_shutdown();
+        if tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_ok()
+        {
+            return ShutdownReport::default();
+        }
+        let mut unfinished: Vec<UnfinishedEvent> = self
+            .in_flight()
+            .iter()
+            .map(|(id, name)| UnfinishedEvent { id: *id, name })
+            .collect();
+        unfinished.sort_by_key(|e| e.id);
+        ShutdownReport { unfinished }
+    }
+
+    fn begin_shutdown(&self) {
+        self.tracker.close();
+        self.closing.cancel();
+    }
+
+    /// How many emitted events are in flight.
+    pub(crate) fn emitted_in_flight(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// Registers new emitted work with the tracker that `shutdown` waits on, unless the bus is
+    /// shut down. The token is taken *before* the closed bit is read: both live in the
+    /// tracker's one atomic word, so either this read sees the close (refused), or the close
+    /// comes later and `shutdown`'s wait sees this token and waits for the work (accepted).
+    /// Reading a separate flag first and registering after leaves a gap in which both miss.
+    ///
+    /// Work inside emitted work (`in_awaited_work`) is accepted while shutdown drains: its
+    /// parent's token keeps the wait from finishing, so nothing accepted here can be missed.
+    fn accept_work(&self, in_awaited_work: bool) -> Result<TaskTrackerToken, Refusal> {
+        let token = self.tracker.token();
+        if token.task_tracker().is_closed() && !in_awaited_work {
+            return Err(Refusal::ShutDown);
+        }
+        Ok(token)
+    }
+
+    /// A slot under the `max_in_flight` cap, or `Full`.
+    fn try_permit(&self, meta: &EventMeta) -> Result<OwnedSemaphorePermit, EmitErrorKind> {
+        self.permits.clone().try_acquire_owned().map_err(|_| {
+            let capacity = self.config.max_in_flight;
+            tracing::warn!(
+                event = meta.event_name(),
+                capacity,
+                "emit refused: bus is full"
+            );
+            EmitErrorKind::Full { capacity }
+        })
+    }
+
+    fn spawn<E: OwnedEvent>(
+        &self,
+        event: E,
+        mut meta: EventMeta,
+        work: TaskTrackerToken,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), (EmitErrorKind, E)> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err((EmitErrorKind::NoRuntime, event));
+        };
+        // Emitted work runs later: its time is now.
+        meta.stamp();
+        meta.awaited_by_shutdown = true;
+        let (id, name) = (meta.id, meta.event_type.name());
+        self.in_flight().insert(id, name);
+        let engine = self.arc();
+        runtime.spawn(async move {
+            let report = engine.run(event, meta).await;
+            engine.in_flight().remove(&id);
+            drop(permit);
+            if !report.is_ok() {
+                engine.report_emit_failure(report);
+            }
+            // Last: `shutdown` may return once every token is dropped.
+            drop(work);
+        });
+        Ok(())
+    }
+
+    /// Hands the report of an emitted event that failed to the `on_failure` hook, or to
+    /// `tracing` without one.
+    fn report_emit_failure(&self, report: PublishReport) {
+        let (name, id) = (report.event_type().name(), report.event_id());
+        match &self.config.on_failure {
+            Some(hook) => {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&report))).is_err()
+                {
+                    tracing::error!(event = name, %id, "the on_failure hook panicked");
+                }
+            }
+            None => {
+                if let Err(error) = report.into_result() {
+                    tracing::warn!(event = name, %id, %error, "emitted event failed");
+                }
+            }
+        }
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<EventId, &'static str>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What [`EventBus::shutdown_timeout`](crate::EventBus::shutdown_timeout) could not finish.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    unfinished: Vec<UnfinishedEvent>,
+}
+
+impl ShutdownReport {
+    /// `true` when all emitted work finished before the deadline.
+    pub fn is_complete(&self) -> bool {
+        self.unfinished.is_empty()
+    }
+
+    /// The emitted events still running at the deadline.
+    pub fn unfinished(&self) -> &[UnfinishedEvent] {
+        &self.unfinished
+    }
+}
+
+/// An emitted event that had not finished at a shutdown deadline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnfinishedEvent {
+    /// Its id.
+    pub id: EventId,
+    /// Its event name.
+    pub name: &'static str,
+}

@@ -1,0 +1,197 @@
+//! The engine: runs published events through the middleware pipeline to their handlers, in
+//! the order the router resolved, each call guarded against panics and timeouts; and keeps
+//! the lifecycle of emitted work. The [`EventBus`](crate::EventBus) is its facade.
+//!
+//! - [`router`]: who handles a concrete event type, in which order (cached plans);
+//! - [`invoke`]: one event through its plan: the one place a handler is called and a panic is
+//!   caught, under its policy (timeout, retries, error callback);
+//! - [`pipeline`]: the middleware chain (`Middleware`, `Envelope`, `Next`);
+//! - [`lifecycle`]: emitted work, its in-flight cap, and graceful shutdown.
+//!
+//! Handlers reach the engine only through [`FollowUps`], the narrow handle their `Context`
+//! holds.
+
+mod invoke;
+mod lifecycle;
+pub(crate) mod pipeline;
+mod router;
+
+pub use lifecycle::{ShutdownReport, UnfinishedEvent};
+pub(crate) use router::Router;
+
+use crate::event::{ErasedEvent, EventId, EventMeta, Headers, OwnedEvent};
+use crate::handler::{Context, FollowUps};
+use crate::report::{EmitErrorKind, PublishReport, Refusal};
+use pipeline::{Layer, Middleware};
+use rustc_hash::FxHashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Everything one bus is: its handlers, settings, and the work in flight.
+pub(crate) struct Engine {
+    /// Itself, for the work it spawns (emitted events hold the engine while they run).
+    me: Weak<Engine>,
+    pub(crate) router: Router,
+    pub(crate) config: Config,
+    /// Emitted work in flight, awaited by `shutdown`; closed when shutdown begins, which is
+    /// what "shut down" means (see `lifecycle` for why the flag lives here).
+    tracker: TaskTracker,
+    /// Cancelled when shutdown begins: releases `emit_wait`s parked on a full bus.
+    closing: CancellationToken,
+    /// One permit per emitted event in flight: the `max_in_flight` cap.
+    permits: Arc<Semaphore>,
+    /// What is in flight, to report what a shutdown deadline cut off.
+    in_flight: Mutex<FxHashMap<EventId, &'static str>>,
+}
+
+/// Settings fixed when the bus is built.
+pub(crate) struct Config {
+    pub(crate) max_depth: u32,
+    pub(crate) max_in_flight: usize,
+    pub(crate) default_timeout: Option<Duration>,
+    pub(crate) mode: DispatchMode,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) on_dead_event: Option<DeadEventHook>,
+    pub(crate) on_failure: Option<FailureHook>,
+}
+
+pub(crate) type DeadEventHook = Arc<dyn for<'a> Fn(Context<'a>) + Send + Sync>;
+pub(crate) type FailureHook = Arc<dyn Fn(&PublishReport) + Send + Sync>;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            default_timeout: None,
+            mode: DispatchMode::default(),
+            layers: Vec::new(),
+            on_dead_event: None,
+            on_failure: None,
+        }
+    }
+}
+
+/// The default event-storm limit.
+const DEFAULT_MAX_DEPTH: u32 = 32;
+/// The default cap on emitted events in flight.
+const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
+
+/// How one publish runs its handlers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DispatchMode {
+    /// One after another in dispatch order (the default).
+    #[default]
+    Sequential,
+    /// Handlers of one priority run concurrently (each still isolated); priority levels still
+    /// run in order, so validation (high priority) finishes before analytics (low) starts.
+    ConcurrentWithinPriority,
+}
+
+impl Engine {
+    pub(crate) fn new(router: Router, config: Config) -> Arc<Self> {
+        Arc::new_cyclic(|me| Engine {
+            me: me.clone(),
+            router,
+            permits: Arc::new(Semaphore::new(config.max_in_flight)),
+            config,
+            tracker: TaskTracker::new(),
+            closing: CancellationToken::new(),
+            in_flight: Mutex::default(),
+        })
+    }
+
+    /// The engine as an owned handle: `self` is always borrowed from a live `Arc`.
+    fn arc(&self) -> Arc<Engine> {
+        self.me
+            .upgrade()
+            .expect("an engine is only used through a live Arc")
+    }
+
+    pub(crate) fn layers(&self) -> &[Layer] {
+        &self.config.layers
+    }
+
+    /// The middleware of type `M` this engine runs (a bridge checks that its outbound side
+    /// is there).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn middleware_of<M: Middleware>(&self) -> impl Iterator<Item = &M> {
+        self.layers().iter().filter_map(|layer| {
+            let any: &dyn std::any::Any = &*layer.middleware;
+            any.downcast_ref::<M>()
+        })
+    }
+
+    /// Whether shutdown has begun.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.tracker.is_closed()
+    }
+
+    /// Publishes an accepted top-level event (or one received from another process) and
+    /// waits for its handlers.
+    pub(crate) async fn publish<E: OwnedEvent>(&self, event: E, meta: EventMeta) -> PublishReport {
+        if self.is_shut_down() {
+            return PublishReport::refused(meta.event_type, meta.id, Refusal::ShutDown);
+        }
+        if let Some(report) = self.try_dispatch_inline(&event, &meta) {
+            return report;
+        }
+        self.run(event, meta).await
+    }
+
+    fn publish_follow_up<E: OwnedEvent>(
+        &self,
+        parent: &EventMeta,
+        event: E,
+        headers: Headers,
+    ) -> impl std::future::Future<Output = PublishReport> + Send + '_ {
+        let mut meta = EventMeta::child(parent, event.event_type());
+        meta.headers.extend(headers);
+        async move {
+            if let Err(refusal) = self.check_depth(&meta) {
+                return PublishReport::refused(meta.event_type, meta.id, refusal);
+            }
+            if let Some(report) = self.try_dispatch_inline(&event, &meta) {
+                return report;
+            }
+            self.run(event, meta).await
+        }
+    }
+
+    pub(crate) fn check_depth(&self, meta: &EventMeta) -> Result<(), Refusal> {
+        let max_depth = self.config.max_depth;
+        if meta.depth <= max_depth {
+            return Ok(());
+        }
+        let refusal = Refusal::TooDeep {
+            max_depth,
+            chain: meta.chain(),
+        };
+        tracing::warn!(event = meta.event_type.name(), %refusal, "publish refused");
+        Err(refusal)
+    }
+}
+
+impl FollowUps for Engine {
+    fn publish<'a>(
+        &'a self,
+        parent: &'a EventMeta,
+        event: Box<dyn ErasedEvent>,
+        headers: Headers,
+    ) -> crate::handler::BoxFuture<'a, PublishReport> {
+        Box::pin(self.publish_follow_up(parent, event, headers))
+    }
+
+    fn emit(
+        &self,
+        parent: &EventMeta,
+        event: Box<dyn ErasedEvent>,
+        headers: Headers,
+    ) -> Result<(), (EmitErrorKind, Box<dyn ErasedEvent>)> {
+        self.emit_from(parent, event, headers)
+    }
+}
