@@ -93,7 +93,8 @@
 // Generated code names `::eventbus_core`, which must also resolve inside this crate's tests.
 extern crate self as eventbus_core;
 
-// The layers, bottom up: each imports only from those listed before it.
+// The layers, bottom up: event, report, handler, engine, bus; then middleware, testing,
+// wire and redis. Each imports only from layers below it (tests/architecture.rs checks).
 mod bus;
 mod engine;
 mod event;
