@@ -30,4 +30,6 @@ pub mod docs {
     pub mod delivery_guarantees {}
     #[doc = include_str!("../docs/performance.md")]
     pub mod performance {}
+    #[doc = include_str!("../docs/architecture.md")]
+    pub mod architecture {}
 }
