@@ -104,6 +104,7 @@ pub mod middleware;
 pub mod redis;
 mod report;
 pub mod testing;
+#[cfg(feature = "wire")]
 pub mod wire;
 
 pub use bus::{BuildError, BuildProblem, EventBus, EventBusBuilder, HandlerInfo, Subscription};
@@ -186,7 +187,36 @@ pub mod __private {
         BoxFuture, EventRegistration, HandlerFn, HandlerParam, HandlerPolicy, HandlerRegistration,
         HandlerResult, IntoHandlerResult, SharedState, StateCursor, StateKeys,
     };
+    #[cfg(feature = "wire")]
     pub use crate::wire::{decode_event, encode_event, WireRegistration};
+    #[cfg(not(feature = "wire"))]
+    pub use no_wire::{decode_event, encode_event, WireRegistration};
+
+    /// What `#[event(distributed)]` expands to without the `wire` feature: one clear error.
+    #[cfg(not(feature = "wire"))]
+    mod no_wire {
+        #[diagnostic::on_unimplemented(
+            message = "`#[event(distributed)]` needs the `wire` feature of eventbus-core",
+            label = "this event cannot travel: the `wire` feature is off",
+            note = "enable it (it is on by default): `eventbus-core = {{ version = \"..\", features = [\"wire\"] }}`"
+        )]
+        pub trait WireFeature {}
+
+        /// Stands in for the wire registration, which never happens without the feature.
+        #[derive(Debug)]
+        pub struct WireRegistration;
+
+        impl WireRegistration {
+            pub const fn new<A: Copy, B: Copy>(_: &'static crate::EventType, _: A, _: B) -> Self {
+                WireRegistration
+            }
+        }
+
+        inventory::collect!(WireRegistration);
+
+        pub fn encode_event<T: WireFeature>() {}
+        pub fn decode_event<T: WireFeature>() {}
+    }
     pub use inventory;
 
     /// `TypeId::of` as a fn pointer, for `EventType`.

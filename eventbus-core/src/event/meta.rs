@@ -79,6 +79,7 @@ impl EventMeta {
 
     /// An event received from another process: its ids, time and headers as sent, and the
     /// service that sent it.
+    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
     pub(crate) fn received(
         event_type: &'static EventType,
         id: EventId,
