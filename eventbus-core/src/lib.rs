@@ -145,6 +145,7 @@ pub use eventbus_derive::Event;
 /// | `retry = 3` | try a failing handler up to 3 more times |
 /// | `backoff_ms = 100` | wait before the first retry, doubled each time (default 50) |
 /// | `on_error = path` | a `fn(&HandlerFailure, Context)` called after the last attempt |
+/// | `crate = my_framework::eventbus` | the path of eventbus-core, for a crate that reaches it through a re-export |
 ///
 /// The fn stays an ordinary fn you can call directly.
 /// Buses take registered handlers through

@@ -66,6 +66,22 @@ pub(crate) fn unknown_key(meta: &ParseNestedMeta, what: &str, expected: &[&str])
     ))
 }
 
+/// The path of eventbus-core in generated code when no `crate = path` is given.
+pub(crate) fn default_crate() -> syn::Path {
+    syn::parse_quote!(::eventbus_core)
+}
+
+/// Parses `crate = path` (`crate = my_framework::eventbus`), the path of eventbus-core as a
+/// crate that re-exports it names it.
+pub(crate) fn crate_path(meta: &ParseNestedMeta) -> syn::Result<syn::Path> {
+    meta.value()?.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "`crate` takes the path of eventbus-core as your crate re-exports it, e.g. `crate = my_framework::eventbus`",
+        )
+    })
+}
+
 /// Parses `= "text"`.
 pub(crate) fn string_value(meta: &ParseNestedMeta, key: &str) -> syn::Result<LitStr> {
     let expr: Expr = meta.value()?.parse()?;

@@ -26,6 +26,8 @@ pub type EventPart = dyn Any + Send + Sync;
 /// | `#[event(version = 2)]` | struct | schema version (default `1`) |
 /// | `#[event(extends = Parent)]` | struct | this event is a `Parent`: handlers of `Parent` receive it too |
 /// | `#[event(base)]` | field | the field of type `Parent` that holds the parent part |
+/// | `#[event(distributed)]` | struct | may travel between processes (feature `wire`; needs serde) |
+/// | `#[event(crate = my_framework::eventbus)]` | struct | the path of eventbus-core, for a crate that reaches it through a re-export |
 ///
 /// Hierarchies are built by composition: a derived event holds its parent in a field, and the
 /// derive emits the ancestor list (nearest first) with the upcast to each level.

@@ -7,6 +7,7 @@ use syn::spanned::Spanned;
 
 pub(super) fn expand(def: &EventDef) -> TokenStream {
     let ident = def.ident;
+    let krate = &def.krate;
     let name = match &def.name {
         Some(lit) => quote!(::core::option::Option::Some(#lit)),
         None => quote!(::core::option::Option::None),
@@ -20,8 +21,8 @@ pub(super) fn expand(def: &EventDef) -> TokenStream {
             // A fn, not the constant itself: see `EventType::parent`.
             let parent_type = quote_spanned!(path.span()=>
                 ::core::option::Option::Some({
-                    fn parent() -> &'static ::eventbus_core::EventType {
-                        <#path as ::eventbus_core::Event>::TYPE
+                    fn parent() -> &'static #krate::EventType {
+                        <#path as #krate::Event>::TYPE
                     }
                     parent
                 })
@@ -33,16 +34,16 @@ pub(super) fn expand(def: &EventDef) -> TokenStream {
             });
             let ancestor_at = quote! {
                 match level {
-                    0 => ::core::option::Option::Some(::eventbus_core::__private::as_part(self)),
-                    _ => <#path as ::eventbus_core::Event>::ancestor_at(#base_ref, level - 1),
+                    0 => ::core::option::Option::Some(#krate::__private::as_part(self)),
+                    _ => <#path as #krate::Event>::ancestor_at(#base_ref, level - 1),
                 }
             };
             // Through the field's own type: `ancestor_at` above already reports a mismatch.
             let field_ty = parent.field_ty;
             let ancestor_at_mut = quote! {
                 match level {
-                    0 => ::core::option::Option::Some(::eventbus_core::__private::as_part_mut(self)),
-                    _ => <#field_ty as ::eventbus_core::Event>::ancestor_at_mut(&mut self.#member, level - 1),
+                    0 => ::core::option::Option::Some(#krate::__private::as_part_mut(self)),
+                    _ => <#field_ty as #krate::Event>::ancestor_at_mut(&mut self.#member, level - 1),
                 }
             };
             (parent_type, ancestor_at, ancestor_at_mut)
@@ -51,13 +52,13 @@ pub(super) fn expand(def: &EventDef) -> TokenStream {
             quote!(::core::option::Option::None),
             quote! {
                 match level {
-                    0 => ::core::option::Option::Some(::eventbus_core::__private::as_part(self)),
+                    0 => ::core::option::Option::Some(#krate::__private::as_part(self)),
                     _ => ::core::option::Option::None,
                 }
             },
             quote! {
                 match level {
-                    0 => ::core::option::Option::Some(::eventbus_core::__private::as_part_mut(self)),
+                    0 => ::core::option::Option::Some(#krate::__private::as_part_mut(self)),
                     _ => ::core::option::Option::None,
                 }
             },
@@ -69,11 +70,11 @@ pub(super) fn expand(def: &EventDef) -> TokenStream {
         let ident = syn::Ident::new(&ident.to_string(), span);
         quote_spanned! {span=>
             const _: () = {
-                ::eventbus_core::__private::inventory::submit! {
-                    ::eventbus_core::__private::WireRegistration::new(
-                        <#ident as ::eventbus_core::Event>::TYPE,
-                        ::eventbus_core::__private::encode_event::<#ident>,
-                        ::eventbus_core::__private::decode_event::<#ident>,
+                #krate::__private::inventory::submit! {
+                    #krate::__private::WireRegistration::new(
+                        <#ident as #krate::Event>::TYPE,
+                        #krate::__private::encode_event::<#ident>,
+                        #krate::__private::decode_event::<#ident>,
                     )
                 }
             };
@@ -81,9 +82,10 @@ pub(super) fn expand(def: &EventDef) -> TokenStream {
     });
 
     // Each field checked at its own span: one error there names the bound it lacks.
-    let field_checks = def.field_types.iter().map(
-        |ty| quote_spanned!(ty.span()=> ::eventbus_core::__private::assert_event_field::<#ty>();),
-    );
+    let field_checks = def
+        .field_types
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> #krate::__private::assert_event_field::<#ty>();));
 
     quote! {
         #wire
@@ -94,17 +96,17 @@ pub(super) fn expand(def: &EventDef) -> TokenStream {
 
         #[automatically_derived]
         #[allow(unused_qualifications)]
-        impl ::eventbus_core::Event for #ident
+        impl #krate::Event for #ident
         where
             // Under a binder, so a field that is not `Send + Sync` is reported once, at the
             // field (above), and not again here for every use of the bound.
             for<'__eventbus> #ident: ::core::marker::Send + ::core::marker::Sync,
         {
-            const TYPE: &'static ::eventbus_core::EventType = &::eventbus_core::__private::EventType::new(
+            const TYPE: &'static #krate::EventType = &#krate::__private::EventType::new(
                 #name,
                 #version,
-                ::eventbus_core::__private::type_name::<#ident>,
-                ::eventbus_core::__private::type_id::<#ident>,
+                #krate::__private::type_name::<#ident>,
+                #krate::__private::type_id::<#ident>,
                 #parent_type,
             );
 
@@ -122,22 +124,22 @@ pub(super) fn expand(def: &EventDef) -> TokenStream {
                 #ancestor_at_mut
             }
 
-            fn clone_event(&self) -> ::core::option::Option<::eventbus_core::__private::AnyEvent> {
+            fn clone_event(&self) -> ::core::option::Option<#krate::__private::AnyEvent> {
                 // Autoref specialisation: picks `Clone::clone` when the type is `Clone`, else `None`.
                 #[allow(unused_imports)]
-                use ::eventbus_core::__private::{CloneIfClone as _, CloneUnavailable as _};
-                (&&::eventbus_core::__private::CloneProbe(self)).clone_event()
+                use #krate::__private::{CloneIfClone as _, CloneUnavailable as _};
+                (&&#krate::__private::CloneProbe(self)).clone_event()
             }
         }
 
         const _: () = {
-            fn __eventbus_event_type() -> ::core::option::Option<&'static ::eventbus_core::EventType> {
+            fn __eventbus_event_type() -> ::core::option::Option<&'static #krate::EventType> {
                 #[allow(unused_imports)]
-                use ::eventbus_core::__private::{IsEvent as _, NotEvent as _};
-                (&&::eventbus_core::__private::EventProbe::<#ident>::new()).event_type()
+                use #krate::__private::{IsEvent as _, NotEvent as _};
+                (&&#krate::__private::EventProbe::<#ident>::new()).event_type()
             }
-            ::eventbus_core::__private::inventory::submit! {
-                ::eventbus_core::__private::EventRegistration::new(
+            #krate::__private::inventory::submit! {
+                #krate::__private::EventRegistration::new(
                     __eventbus_event_type,
                     ::core::module_path!(),
                 )

@@ -9,7 +9,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Fields, Ident, LitStr, Member, Path, Type};
 
 const ATTR: &str = "event";
-const CONTAINER_KEYS: &[&str] = &["extends", "name", "version", "distributed"];
+const CONTAINER_KEYS: &[&str] = &["extends", "name", "version", "distributed", "crate"];
 const FIELD_KEYS: &[&str] = &["base"];
 
 /// A validated event struct.
@@ -22,6 +22,9 @@ pub(crate) struct EventDef<'a> {
     pub field_types: Vec<&'a Type>,
     /// `#[event(distributed)]`: where it was written, for errors about serde.
     pub distributed: Option<Span>,
+    /// The path of eventbus-core in generated code: `crate = path` for a crate that
+    /// re-exports it, `::eventbus_core` by default.
+    pub krate: Path,
 }
 
 /// `extends = Path` together with the `#[event(base)]` field that holds the parent part.
@@ -51,6 +54,7 @@ fn parse<'a>(input: &'a DeriveInput, errors: &mut Errors) -> Option<EventDef<'a>
     let mut name = Slot::<LitStr>::new("name");
     let mut version = Slot::<u32>::new("version");
     let mut distributed = Slot::<()>::new("distributed");
+    let mut krate = Slot::<Path>::new("crate");
     let mut container_failed = false;
     for attr in event_attrs(&input.attrs) {
         let result = attr.parse_nested_meta(|meta| {
@@ -80,6 +84,8 @@ fn parse<'a>(input: &'a DeriveInput, errors: &mut Errors) -> Option<EventDef<'a>
                 version.set(span, value, errors);
             } else if meta.path.is_ident("distributed") {
                 distributed.set(span, (), errors);
+            } else if meta.path.is_ident("crate") {
+                krate.set(span, attr::crate_path(&meta)?, errors);
             } else if meta.path.is_ident("base") {
                 return Err(meta.error(
                     "`base` marks a field, not the struct: put `#[event(base)]` on the field that holds the parent event",
@@ -179,6 +185,7 @@ fn parse<'a>(input: &'a DeriveInput, errors: &mut Errors) -> Option<EventDef<'a>
         parent,
         field_types: fields.iter().map(|f| &f.ty).collect(),
         distributed: distributed.span(),
+        krate: krate.take().unwrap_or_else(attr::default_crate),
     })
 }
 

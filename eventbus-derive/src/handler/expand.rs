@@ -10,7 +10,8 @@ use syn::{Lifetime, ReturnType, Type};
 pub(super) fn expand(def: &HandlerDef) -> TokenStream {
     let func = def.func;
     let ident = &func.sig.ident;
-    let private = quote!(::eventbus_core::__private);
+    let krate = &def.krate;
+    let private = quote!(#krate::__private);
 
     let mut event_ty = None;
     let mut declares = Vec::new();
@@ -100,12 +101,12 @@ pub(super) fn expand(def: &HandlerDef) -> TokenStream {
     if let Some(path) = &def.on_error {
         // Spanned at the path: a callback of the wrong shape is reported there.
         let callback = quote_spanned!(path.span()=> {
-            let callback: for<'a> fn(&::eventbus_core::HandlerFailure, ::eventbus_core::Context<'a>) = #path;
+            let callback: for<'a> fn(&#krate::HandlerFailure, #krate::Context<'a>) = #path;
             callback
         });
         policy = quote!(#policy.on_error(#callback));
     }
-    let event_type = quote_spanned!(event_ty.span()=> <#event_ty as ::eventbus_core::Event>::TYPE);
+    let event_type = quote_spanned!(event_ty.span()=> <#event_ty as #krate::Event>::TYPE);
 
     quote! {
         #func
@@ -118,7 +119,7 @@ pub(super) fn expand(def: &HandlerDef) -> TokenStream {
 
             fn __eventbus_call<'a>(
                 event: &'a #private::EventPart,
-                ctx: ::eventbus_core::Context<'a>,
+                ctx: #krate::Context<'a>,
                 states: &'a [#private::SharedState],
             ) -> #return_ty {
                 let mut cursor = #private::StateCursor::new(states);

@@ -11,6 +11,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, LitStr, Path, Type};
 
 const KEYS: &[&str] = &[
+    "crate",
     "priority",
     "name",
     "timeout_ms",
@@ -29,6 +30,8 @@ pub(crate) struct HandlerDef<'a> {
     pub backoff_ms: Option<u64>,
     pub on_error: Option<Path>,
     pub params: Vec<Param<'a>>,
+    /// The path of eventbus-core in generated code (`crate = path`).
+    pub krate: Path,
 }
 
 pub(crate) enum Param<'a> {
@@ -72,9 +75,12 @@ fn parse<'a>(args: &TokenStream, func: &'a ItemFn, errors: &mut Errors) -> Optio
     let mut retry = Slot::<u32>::new("retry");
     let mut backoff_ms = Slot::<u64>::new("backoff_ms");
     let mut on_error = Slot::<Path>::new("on_error");
+    let mut krate = Slot::<Path>::new("crate");
     let parser = syn::meta::parser(|meta| {
         let span = meta.path.span();
-        if meta.path.is_ident("priority") {
+        if meta.path.is_ident("crate") {
+            krate.set(span, attr::crate_path(&meta)?, errors);
+        } else if meta.path.is_ident("priority") {
             priority.set(span, attr::int_value(&meta, "priority", "100")?.0, errors);
         } else if meta.path.is_ident("name") {
             let lit = attr::string_value(&meta, "name")?;
@@ -242,6 +248,7 @@ fn parse<'a>(args: &TokenStream, func: &'a ItemFn, errors: &mut Errors) -> Optio
         backoff_ms: backoff_ms.take(),
         on_error: on_error.take(),
         params,
+        krate: krate.take().unwrap_or_else(attr::default_crate),
     })
 }
 
