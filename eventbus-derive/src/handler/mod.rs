@@ -11,13 +11,13 @@ use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, LitStr, Path, Type};
 
 const KEYS: &[&str] = &[
-    "crate",
     "priority",
     "name",
     "timeout_ms",
     "retry",
     "backoff_ms",
     "on_error",
+    "crate",
 ];
 
 /// A validated handler function.
