@@ -9,6 +9,7 @@ use crate::handler::{panicked, Context, HandlerEntry};
 use crate::report::{FailureKind, HandlerFailure, PublishReport};
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tracing::Instrument;
 
 impl Engine {
@@ -190,6 +191,12 @@ impl Engine {
         let handler = &step.handler;
         let (part, ctx) = self.prepare(step, event, meta);
         let span = handler_span(handler, meta);
+        // Each retry waits `backoff`, then twice as long as the last.
+        let mut waits = ExponentialBuilder::new()
+            .with_min_delay(handler.policy.backoff)
+            .without_max_delay()
+            .with_max_times(handler.policy.retries as usize)
+            .build();
         let mut attempt = 1;
         loop {
             let call = async {
@@ -207,10 +214,7 @@ impl Engine {
             };
             match outcome {
                 Err(kind) if attempt <= handler.policy.retries => {
-                    let wait = handler
-                        .policy
-                        .backoff
-                        .saturating_mul(1 << (attempt - 1).min(20));
+                    let wait = waits.next().unwrap_or(handler.policy.backoff);
                     tracing::debug!(parent: &span, attempt, error = %kind, ?wait, "handler failed; retrying");
                     tokio::time::sleep(wait).await;
                     attempt += 1;

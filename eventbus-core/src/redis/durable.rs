@@ -71,12 +71,12 @@ impl Consumer {
         let settings = self.inner.settings.clone();
         let claim_every = (settings.claim_idle / 2).max(Duration::from_millis(20));
         let mut last_claim = Instant::now();
-        let mut failures = 0u32;
+        let mut backoff = None;
         while !self.inner.stopping() {
             if last_claim.elapsed() >= claim_every {
                 last_claim = Instant::now();
                 if let Err(error) = self.claim(&bus).await {
-                    self.connection_error(&error, &mut failures).await;
+                    self.connection_error(&error, &mut backoff).await;
                     continue;
                 }
             }
@@ -98,7 +98,7 @@ impl Consumer {
             );
             match read {
                 Ok(reply) => {
-                    failures = 0;
+                    backoff = None;
                     for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
                         self.handle(&bus, entry, 1).await;
                     }
@@ -106,21 +106,29 @@ impl Consumer {
                 Err(error) if error.code() == Some("NOGROUP") => {
                     // The stream or group vanished (e.g. a server restarted without data).
                     if let Err(error) = self.ensure_group().await {
-                        self.connection_error(&error, &mut failures).await;
+                        self.connection_error(&error, &mut backoff).await;
                     }
                 }
-                Err(error) => self.connection_error(&error, &mut failures).await,
+                Err(error) => self.connection_error(&error, &mut backoff).await,
             }
         }
         self.flush_acks().await;
     }
 
-    async fn connection_error(&self, error: &redis::RedisError, failures: &mut u32) {
+    /// Counts and logs a failed round trip, then waits before the next try (`backoff` holds
+    /// the waits since the last success).
+    async fn connection_error(
+        &self,
+        error: &redis::RedisError,
+        backoff: &mut Option<backon::ExponentialBackoff>,
+    ) {
         Diagnostics::bump(&self.inner.diagnostics.connection_errors);
         tracing::warn!(stream = %self.stream, %error, "durable consumer: Redis error; retrying");
-        *failures += 1;
-        let backoff = Duration::from_millis(50 * 2u64.pow((*failures).min(5)));
-        tokio::time::sleep(backoff.min(Duration::from_secs(2))).await;
+        let wait = backoff
+            .get_or_insert_with(Inner::reconnect_backoff)
+            .next()
+            .unwrap_or(Duration::from_secs(2));
+        tokio::time::sleep(wait).await;
     }
 
     /// Claims entries idle for longer than `claim_idle`: this instance's failed ones and those

@@ -520,6 +520,16 @@ impl Inner {
         names
     }
 
+    /// The waits between tries against a server that fails: 100 ms, doubled up to 2 s.
+    pub(crate) fn reconnect_backoff() -> backon::ExponentialBackoff {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(2))
+            .without_max_times()
+            .build()
+    }
+
     pub(crate) fn stopping(&self) -> bool {
         self.stop.borrow().is_some()
     }

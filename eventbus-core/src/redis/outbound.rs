@@ -235,7 +235,7 @@ async fn flush(
     stop: &mut watch::Receiver<Option<Instant>>,
 ) -> bool {
     let diagnostics = &inner.diagnostics;
-    let mut failures = 0u32;
+    let mut backoff = Inner::reconnect_backoff();
     while !batch.is_empty() {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -273,11 +273,10 @@ async fn flush(
         if batch.is_empty() {
             break;
         }
-        failures += 1;
-        let backoff = Duration::from_millis(50 * 2u64.pow(failures.min(5)));
+        let wait = backoff.next().unwrap_or(Duration::from_secs(2));
         tokio::select! {
             biased;
-            () = tokio::time::sleep(backoff.min(Duration::from_secs(2))) => {}
+            () = tokio::time::sleep(wait) => {}
             () = deadline_passed(stop) => return false,
         }
     }
