@@ -41,6 +41,7 @@ use std::time::Duration;
 /// assert_eq!(bus.handlers_for::<Signup>().len(), 1);
 /// ```
 #[derive(Default)]
+#[must_use = "a builder does nothing until `.build()`"]
 pub struct EventBusBuilder {
     selection: Selection,
     shared_handler_names: bool,

@@ -7,9 +7,9 @@ use super::{DispatchMode, Engine};
 use crate::event::{ErasedEvent, EventMeta, EventPart, OwnedEvent};
 use crate::handler::{panicked, Context, HandlerEntry};
 use crate::report::{FailureKind, HandlerFailure, PublishReport};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tracing::Instrument;
 
 impl Engine {

@@ -51,7 +51,8 @@ mod diagnostics;
 mod durable;
 mod outbound;
 
-pub use diagnostics::{Diagnostics, DiagnosticsSnapshot};
+pub(crate) use diagnostics::Diagnostics;
+pub use diagnostics::DiagnosticsSnapshot;
 pub use outbound::{Outbound, UnsentEvent};
 
 use crate::{Event, EventBus, EventId, EventType};
@@ -158,6 +159,7 @@ pub enum Unhandled {
 
 /// Builds a [`RedisBridge`]; see [`RedisBridge::builder`].
 #[derive(Debug)]
+#[must_use = "a builder does nothing until `.build()`"]
 pub struct RedisBridgeBuilder {
     url: String,
     service: String,

@@ -32,4 +32,6 @@ pub use cloudevent::DecodeError;
 pub(crate) use cloudevent::{encode, Envelope};
 #[cfg_attr(not(feature = "redis"), allow(unused_imports))]
 pub(crate) use registry::registry;
-pub use registry::{decode_event, encode_event, is_distributed, registered, WireRegistration};
+#[doc(hidden)]
+pub use registry::{decode_event, encode_event, WireRegistration};
+pub use registry::{is_distributed, registered};
