@@ -473,3 +473,39 @@ async fn an_authorization_layer_takes_a_name() {
     );
     assert!(format!("{bus:?}").contains("admins-only"));
 }
+
+#[tokio::test]
+async fn an_emitted_events_handlers_run_inside_the_emitters_span() {
+    use std::io::Write;
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(bytes)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let bus = EventBus::new();
+    let _sub = bus.subscribe_async(|_: &Heartbeat| async { tracing::info!("beat handled") });
+    {
+        let _request = tracing::info_span!("request", id = 42).entered();
+        bus.emit(Heartbeat).unwrap();
+    }
+    bus.shutdown().await;
+    let output = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        output.contains("request{id=42}: ") && output.contains("beat handled"),
+        "{output}"
+    );
+}

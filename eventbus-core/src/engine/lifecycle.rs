@@ -7,6 +7,7 @@ use std::sync::PoisonError;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::task_tracker::TaskTrackerToken;
+use tracing::Instrument;
 
 impl Engine {
     /// Emits a top-level event; on refusal, why (the caller hands the event back).
@@ -150,7 +151,10 @@ impl Engine {
         let (id, name) = (meta.id, meta.event_type.name());
         self.in_flight().insert(id, name);
         let engine = self.arc();
-        runtime.spawn(async move {
+        // The handlers run later, elsewhere: inside the emitter's span, so a trace follows
+        // the event (`Span::current` is a no-op without a subscriber).
+        let emitter = tracing::Span::current();
+        let work = async move {
             let report = engine.run(event, meta).await;
             engine.in_flight().remove(&id);
             drop(permit);
@@ -159,7 +163,8 @@ impl Engine {
             }
             // Last: `shutdown` may return once every token is dropped.
             drop(work);
-        });
+        };
+        runtime.spawn(work.instrument(emitter));
         Ok(())
     }
 
