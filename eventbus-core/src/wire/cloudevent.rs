@@ -565,6 +565,8 @@ mod tests {
         let mut meta = EventMeta::root(Child::TYPE);
         meta.headers.insert("tenant", "acme");
         meta.headers.insert("Bad-Name", "dropped");
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        meta.headers.insert("traceparent", traceparent);
         let json = encode(&child(), &meta, "orders", "i-1").unwrap();
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value["specversion"], "1.0");
@@ -585,6 +587,9 @@ mod tests {
             ("orders", Some("i-1"))
         );
         assert_eq!(incoming.headers.get("tenant"), Some("acme"));
+        // The CloudEvents distributed-tracing extension, as a header both ways.
+        assert_eq!(value["traceparent"], traceparent);
+        assert_eq!(incoming.headers.get("traceparent"), Some(traceparent));
         assert_eq!(incoming.event.downcast_ref::<Child>(), Some(&child()));
         assert_eq!(incoming.event.downcast_ref::<Root>(), Some(&Root { at: 5 }));
     }
