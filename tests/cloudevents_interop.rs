@@ -59,11 +59,10 @@ fn python(script: &str, input: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_written_by_the_python_sdk_reach_our_handlers() {
-    let stream = unique("interop-in");
+/// A bus bridged to the stream `stream` as the service `rust-shop` (not started yet).
+fn bridged(stream: &str) -> (EventBus, RedisBridge) {
     let bridge = RedisBridge::builder(SHARED_URL, "rust-shop")
-        .durable::<Order>(&stream)
+        .durable::<Order>(stream)
         .block(Duration::from_millis(100))
         .build()
         .unwrap();
@@ -71,6 +70,13 @@ async fn events_written_by_the_python_sdk_reach_our_handlers() {
         .middleware(bridge.outbound())
         .build()
         .unwrap();
+    (bus, bridge)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_written_by_the_python_sdk_reach_our_handlers() {
+    let stream = unique("interop-in");
+    let (bus, bridge) = bridged(&stream);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
     bus.subscribe(move |e: &Order, ctx: Context| {
@@ -135,15 +141,7 @@ sys.stdout.write(to_structured(event)[1].decode())
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_we_write_are_read_by_the_python_sdk() {
     let stream = unique("interop-out");
-    let bridge = RedisBridge::builder(SHARED_URL, "rust-shop")
-        .durable::<Order>(&stream)
-        .block(Duration::from_millis(100))
-        .build()
-        .unwrap();
-    let bus = EventBus::builder()
-        .middleware(bridge.outbound())
-        .build()
-        .unwrap();
+    let (bus, bridge) = bridged(&stream);
     bridge.start(&bus).await.unwrap();
     let headers = eventbus_core::Headers::from_iter([("tenant", "acme")]);
     let report = bus.publish_with(Order { order: 9 }, headers).await;

@@ -303,25 +303,7 @@ async fn metrics_count_events_and_outcomes_and_record_latency() {
 
 #[tokio::test]
 async fn logging_opens_a_span_per_publish_and_per_handler() {
-    use std::io::Write;
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().write(bytes)
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (buffer, _guard) = capture_logs(tracing::Level::DEBUG);
 
     let bus = EventBus::builder()
         .middleware(Logging::new())
@@ -332,7 +314,7 @@ async fn logging_opens_a_span_per_publish_and_per_handler() {
         |_: &UserRegistered| Err("smtp down"),
     );
     let report = bus.publish(registered("ada")).await;
-    let output = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let output = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
     let id = report.event_id().to_string();
     assert!(
         output.contains("publish{event=\"user.registered\""),
@@ -476,25 +458,7 @@ async fn an_authorization_layer_takes_a_name() {
 
 #[tokio::test]
 async fn an_emitted_events_handlers_run_inside_the_emitters_span() {
-    use std::io::Write;
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().write(bytes)
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (buffer, _guard) = capture_logs(tracing::Level::INFO);
 
     let bus = EventBus::new();
     let _sub = bus.subscribe_async(|_: &Heartbeat| async { tracing::info!("beat handled") });
@@ -503,9 +467,32 @@ async fn an_emitted_events_handlers_run_inside_the_emitters_span() {
         bus.emit(Heartbeat).unwrap();
     }
     bus.shutdown().await;
-    let output = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let output = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
     assert!(
         output.contains("request{id=42}: ") && output.contains("beat handled"),
         "{output}"
     );
+}
+
+/// Collects what `tracing` writes on this thread, at `level` and above, until the guard drops.
+fn capture_logs(level: tracing::Level) -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (buffer.0, tracing::subscriber::set_default(subscriber))
 }
