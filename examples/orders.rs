@@ -11,6 +11,7 @@
 
 use eventbus_core::middleware::{self, Authorize, Envelope, Metrics, Next};
 use eventbus_core::{handler, Context, Event, EventBus, HandlerFailure, PublishReport, State};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -230,14 +231,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inventory = Inventory {
         stock: Mutex::new(HashMap::from([("KB-42".to_owned(), 3)])),
     };
-    let metrics = Metrics::new();
+    // The metrics middleware records through the `metrics` facade: a real service installs
+    // an exporter (Prometheus, StatsD); this demo keeps the numbers in memory to print them.
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install()?;
     let bus = EventBus::builder()
         .with_registered_handlers()
         .state(inventory)
         .state(Mailer::default())
         .state(Analytics::default())
         .max_depth(8)
-        .middleware(metrics.clone())
+        .middleware(Metrics::new())
         // Stamps every top-level event; follow-ups inherit the header from their cause.
         .middleware(middleware::from_fn(
             "tenant",
@@ -339,17 +344,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let refused = bus.publish(placed("A-1004", "dee@example.com", 1)).await;
     println!("  => {}", describe_refusal(&refused));
 
-    println!("\nMetrics, per event name:");
-    for (name, m) in metrics.snapshot().events() {
-        println!(
-            "  {name:<22} published {} handler calls {:>2} failures {} refused {} unhandled {} p50 <= {:?}",
-            m.published,
-            m.handler_calls,
-            m.handler_failures,
-            m.refused,
-            m.unhandled,
-            m.latency.quantile(0.5)
-        );
+    println!("\nMetrics, as an exporter would see them:");
+    let mut lines: Vec<String> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let key = key.key();
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let value = match value {
+                DebugValue::Counter(n) => n.to_string(),
+                DebugValue::Gauge(g) => g.to_string(),
+                DebugValue::Histogram(samples) => format!("{} samples", samples.len()),
+            };
+            format!("  {}{{{}}} {value}", key.name(), labels.join(","))
+        })
+        .collect();
+    lines.sort();
+    for line in lines {
+        println!("{line}");
     }
     Ok(())
 }

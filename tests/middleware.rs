@@ -266,39 +266,82 @@ async fn a_middleware_that_never_calls_next_must_filter_so_nothing_is_silent() {
     );
 }
 
-#[tokio::test]
-async fn metrics_count_events_and_outcomes_and_record_latency() {
-    let metrics = Metrics::new();
-    let bus = EventBus::builder()
-        .middleware(metrics.clone())
-        .build()
-        .unwrap();
-    let _ok = bus.subscribe(|_: &UserRegistered| {});
-    let _fails = bus.subscribe_with(
-        eventbus_core::SubscribeOptions::new().name("crm-sync"),
-        |e: &UserRegistered| {
-            if e.base.actor == "bad" {
-                Err("crm down")
-            } else {
-                Ok(())
-            }
-        },
-    );
-    for actor in ["a", "bad", "c", "bad"] {
-        let _ = bus.publish(registered(actor)).await;
-    }
-    let _ = bus.publish(Heartbeat).await;
+#[test]
+fn metrics_count_events_and_outcomes_and_record_latency_through_the_facade() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use metrics_util::MetricKind;
 
-    let snapshot = metrics.snapshot();
-    let users = snapshot.event("user.registered").unwrap();
-    assert_eq!(users.published, 4);
-    assert_eq!(users.handler_calls, 8);
-    assert_eq!(users.handler_failures, 2);
-    assert_eq!(users.failures_by_handler.get("crm-sync"), Some(&2));
-    assert_eq!(users.latency.count, 4);
-    assert!(users.latency.max >= users.latency.quantile(0.5));
-    let heartbeat = snapshot.event("heartbeat").unwrap();
-    assert_eq!((heartbeat.published, heartbeat.unhandled), (1, 1));
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let bus = EventBus::builder()
+                .middleware(Metrics::new())
+                .build()
+                .unwrap();
+            let _ok = bus.subscribe(|_: &UserRegistered| {});
+            let _fails = bus.subscribe_with(
+                eventbus_core::SubscribeOptions::new().name("crm-sync"),
+                |e: &UserRegistered| {
+                    if e.base.actor == "bad" {
+                        Err("crm down")
+                    } else {
+                        Ok(())
+                    }
+                },
+            );
+            for actor in ["a", "bad", "c", "bad"] {
+                let _ = bus.publish(registered(actor)).await;
+            }
+            let _ = bus.publish(Heartbeat).await;
+        });
+    });
+
+    let mut values = std::collections::BTreeMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let (kind, key) = (key.kind(), key.key());
+        let mut labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        labels.sort();
+        let value = match value {
+            DebugValue::Counter(n) => n.to_string(),
+            DebugValue::Histogram(samples) => format!("{} samples", samples.len()),
+            DebugValue::Gauge(g) => g.to_string(),
+        };
+        assert!(matches!(kind, MetricKind::Counter | MetricKind::Histogram));
+        values.insert(format!("{}{{{}}}", key.name(), labels.join(",")), value);
+    }
+    let get = |k: &str| values.get(k).map(String::as_str);
+    assert_eq!(
+        get("eventbus_events_published_total{event=user.registered}"),
+        Some("4"),
+        "{values:#?}"
+    );
+    assert_eq!(
+        get("eventbus_handler_calls_total{event=user.registered}"),
+        Some("8")
+    );
+    assert_eq!(
+        get("eventbus_handler_failures_total{event=user.registered,handler=crm-sync}"),
+        Some("2")
+    );
+    assert_eq!(
+        get("eventbus_publish_duration_seconds{event=user.registered}"),
+        Some("4 samples")
+    );
+    assert_eq!(
+        get("eventbus_events_published_total{event=heartbeat}"),
+        Some("1")
+    );
+    assert_eq!(
+        get("eventbus_events_unhandled_total{event=heartbeat}"),
+        Some("1")
+    );
 }
 
 #[tokio::test]

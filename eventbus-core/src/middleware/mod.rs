@@ -49,9 +49,11 @@
 
 mod authorize;
 mod logging;
+#[cfg(feature = "metrics")]
 mod metrics;
 
 pub use crate::engine::pipeline::{from_fn, BoxFuture, Envelope, FnMiddleware, Middleware, Next};
 pub use authorize::Authorize;
 pub use logging::Logging;
-pub use metrics::{EventMetrics, Metrics, MetricsSnapshot};
+#[cfg(feature = "metrics")]
+pub use metrics::Metrics;
