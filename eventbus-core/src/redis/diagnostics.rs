@@ -1,4 +1,4 @@
-//! [`Diagnostics`]: what a bridge sent, received, skipped and refused.
+//! Counters of what a bridge sent, received, skipped and refused ([`DiagnosticsSnapshot`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

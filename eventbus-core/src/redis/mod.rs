@@ -21,7 +21,7 @@
 //! Events travel as CloudEvents (see [`wire`](crate::wire)); only `#[event(distributed)]`
 //! types can be routed. Bad input (malformed JSON, an unknown type or version, data that does
 //! not fit) never stops a consumer and is never silently lost: it is counted in
-//! [`Diagnostics`], logged, and on the durable path moved to the dead-letter stream.
+//! [`diagnostics`](RedisBridge::diagnostics), logged, and on the durable path moved to the dead-letter stream.
 //!
 //! ```no_run
 //! use eventbus_core::redis::RedisBridge;
