@@ -154,3 +154,63 @@ async fn event_time_is_the_publish_time_on_every_path() {
     assert_eq!(times.len(), 2);
     assert!(before <= times[0] && times[0] <= emitted);
 }
+
+mod ids {
+    use eventbus_core::{Context, Event, EventBus, EventId};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Event)]
+    struct Asked;
+
+    #[derive(Event)]
+    struct Unasked;
+
+    #[derive(Event)]
+    struct FollowUp;
+
+    fn version_of(id: EventId) -> char {
+        id.to_string().chars().nth(14).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_id_a_handler_sees_is_the_reports_and_ids_are_uuid_v7() {
+        let bus = EventBus::new();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let _asked = bus.subscribe(move |_: &Asked, ctx: Context| {
+            s.lock().unwrap().push(ctx.event_id());
+        });
+        let _unasked = bus.subscribe(|_: &Unasked| {});
+
+        let report = bus.publish(Asked).await;
+        assert_eq!(seen.lock().unwrap()[..], [report.event_id()]);
+        assert_eq!(version_of(report.event_id()), '7');
+
+        // Nobody asked during the publish: the report fixes the id when first asked, once.
+        let report = bus.publish(Unasked).await;
+        let id = report.event_id();
+        assert_eq!(report.event_id(), id);
+        assert_eq!(report.clone().event_id(), id);
+        assert_eq!(version_of(id), '7');
+        assert_ne!(bus.publish(Unasked).await.event_id(), id);
+    }
+
+    #[tokio::test]
+    async fn follow_ups_carry_the_ids_their_causes_had() {
+        let bus = EventBus::new();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let _cause = bus.subscribe(|_: &Asked, ctx: Context| {
+            ctx.emit(FollowUp).expect("accepted");
+        });
+        let s2 = seen.clone();
+        let _follow = bus.subscribe(move |_: &FollowUp, ctx: Context| {
+            s2.lock()
+                .unwrap()
+                .push((ctx.correlation_id(), ctx.causation_id()));
+        });
+        let report = bus.publish(Asked).await;
+        bus.shutdown().await;
+        let root = report.event_id();
+        assert_eq!(seen.lock().unwrap()[..], [(root, Some(root))]);
+    }
+}

@@ -1,9 +1,10 @@
 //! What a publish did: [`PublishReport`], with every [`HandlerFailure`] or the [`Refusal`]; and
 //! why an emit was not accepted: [`EmitError`].
 
-use crate::event::{EventId, EventType};
+use crate::event::{EventId, EventMeta, EventType};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 /// The outcome of one [`publish`](crate::EventBus::publish).
 ///
@@ -13,7 +14,7 @@ use std::sync::Arc;
 #[must_use = "a report tells whether every handler succeeded"]
 pub struct PublishReport {
     event_type: &'static EventType,
-    event_id: EventId,
+    event_id: ReportId,
     handled: usize,
     failures: Vec<HandlerFailure>,
     refusal: Option<Refusal>,
@@ -21,8 +22,36 @@ pub struct PublishReport {
     pub(crate) run: u64,
 }
 
+/// The reported event's id: known, or still to be built (nobody asked for it during the
+/// publish, so it is fixed when the report is first asked; see `EventMeta::event_id`).
+#[derive(Clone, Debug)]
+enum ReportId {
+    Known(EventId),
+    Pending {
+        sequence: u64,
+        time: OnceLock<SystemTime>,
+    },
+}
+
+impl ReportId {
+    fn of(meta: &EventMeta) -> Self {
+        match meta.sequence() {
+            Some(sequence) if !meta.is_stamped() => ReportId::Pending {
+                sequence,
+                time: OnceLock::new(),
+            },
+            _ => ReportId::Known(meta.event_id()),
+        }
+    }
+}
+
 impl PublishReport {
-    pub(crate) fn new(event_type: &'static EventType, event_id: EventId) -> Self {
+    /// An empty report of the event `meta` describes.
+    pub(crate) fn new(meta: &EventMeta) -> Self {
+        Self::with_id(meta.event_type, ReportId::of(meta))
+    }
+
+    fn with_id(event_type: &'static EventType, event_id: ReportId) -> Self {
         PublishReport {
             event_type,
             event_id,
@@ -33,14 +62,35 @@ impl PublishReport {
         }
     }
 
-    pub(crate) fn refused(
+    /// A report of an event refused before any handler ran.
+    pub(crate) fn refused(meta: &EventMeta, refusal: Refusal) -> Self {
+        PublishReport {
+            refusal: Some(refusal),
+            ..Self::new(meta)
+        }
+    }
+
+    /// A report of an event known by its type and id only (its metadata is gone).
+    pub(crate) fn refused_by_id(
         event_type: &'static EventType,
         event_id: EventId,
         refusal: Refusal,
     ) -> Self {
         PublishReport {
             refusal: Some(refusal),
-            ..Self::new(event_type, event_id)
+            ..Self::with_id(event_type, ReportId::Known(event_id))
+        }
+    }
+
+    /// An empty report of an event known by its type and id only.
+    pub(crate) fn for_id(event_type: &'static EventType, event_id: EventId) -> Self {
+        Self::with_id(event_type, ReportId::Known(event_id))
+    }
+
+    /// Takes the event's id from `meta` if a handler fixed it while the report was made.
+    pub(crate) fn finish(&mut self, meta: &EventMeta) {
+        if matches!(self.event_id, ReportId::Pending { .. }) && meta.is_stamped() {
+            self.event_id = ReportId::Known(meta.event_id());
         }
     }
 
@@ -104,7 +154,12 @@ impl PublishReport {
 
     /// The published event's id.
     pub fn event_id(&self) -> EventId {
-        self.event_id
+        match &self.event_id {
+            ReportId::Known(id) => *id,
+            ReportId::Pending { sequence, time } => {
+                EventId::at(*time.get_or_init(SystemTime::now), *sequence)
+            }
+        }
     }
 
     /// `Ok(self)` when [`is_ok`](Self::is_ok), else the report as an error, for `?`.

@@ -41,11 +41,12 @@ impl Engine {
         }
         self.router.with_plan(meta.event_type, |plan| {
             plan.inline.then(|| {
-                let mut report = PublishReport::new(meta.event_type, meta.id);
+                let mut report = PublishReport::new(meta);
                 self.call_all_inline(&plan.steps, event, meta, &mut report);
                 if report.handled() == 0 {
                     self.dead_event(event, meta);
                 }
+                report.finish(meta);
                 report
             })
         })
@@ -92,7 +93,7 @@ impl Engine {
         meta: &EventMeta,
     ) -> PublishReport {
         let plan = self.router.plan(meta.event_type);
-        let mut report = PublishReport::new(meta.event_type, meta.id);
+        let mut report = PublishReport::new(meta);
         match self.config.mode {
             DispatchMode::Sequential => {
                 for step in plan.steps.iter() {
@@ -123,6 +124,7 @@ impl Engine {
         if report.handled() == 0 {
             self.dead_event(event, meta);
         }
+        report.finish(meta);
         report
     }
 
@@ -261,7 +263,7 @@ fn handler_span(handler: &HandlerEntry, meta: &EventMeta) -> tracing::Span {
         "handler",
         handler = %handler.name,
         event = meta.event_type.name(),
-        id = %meta.id,
+        id = %meta.event_id(),
         outcome = tracing::field::Empty,
     )
 }

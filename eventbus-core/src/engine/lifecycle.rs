@@ -148,7 +148,7 @@ impl Engine {
         // Emitted work runs later: its time is now.
         meta.stamp();
         meta.awaited_by_shutdown = true;
-        let (id, name) = (meta.id, meta.event_type.name());
+        let (id, name) = (meta.event_id(), meta.event_type.name());
         self.in_flight().insert(id, name);
         let engine = self.arc();
         // The handlers run later, elsewhere: inside the emitter's span, so a trace follows

@@ -135,7 +135,7 @@ impl Engine {
     /// waits for its handlers.
     pub(crate) async fn publish<E: OwnedEvent>(&self, event: E, meta: EventMeta) -> PublishReport {
         if self.is_shut_down() {
-            return PublishReport::refused(meta.event_type, meta.id, Refusal::ShutDown);
+            return PublishReport::refused(&meta, Refusal::ShutDown);
         }
         if let Some(report) = self.try_dispatch_inline(&event, &meta) {
             return report;
@@ -153,7 +153,7 @@ impl Engine {
         meta.headers.extend(headers);
         async move {
             if let Err(refusal) = self.check_depth(&meta) {
-                return PublishReport::refused(meta.event_type, meta.id, refusal);
+                return PublishReport::refused(&meta, refusal);
             }
             if let Some(report) = self.try_dispatch_inline(&event, &meta) {
                 return report;

@@ -154,7 +154,7 @@ impl Envelope {
     }
 
     fn refuse(&self, refusal: Refusal) -> PublishReport {
-        let mut report = PublishReport::refused(self.meta.event_type, self.meta.id, refusal);
+        let mut report = PublishReport::refused(&self.meta, refusal);
         report.run = self.run;
         report
     }
@@ -202,7 +202,11 @@ impl Next {
                 report.run = envelope.run;
                 return report;
             };
-            let (run, event_id, name) = (envelope.run, envelope.meta.id, Arc::clone(&layer.name));
+            let (run, event_id, name) = (
+                envelope.run,
+                envelope.meta.event_id(),
+                Arc::clone(&layer.name),
+            );
             envelope.current = Some(Arc::clone(&name));
             let next = Next {
                 engine: Arc::clone(&self.engine),
@@ -219,7 +223,7 @@ impl Next {
                 Ok(report) if report.run == run => return report,
                 Ok(_) => {
                     tracing::error!(middleware = %name, event = event_type.name(), "middleware returned a report that was not this event's; the event reached no handler");
-                    PublishReport::refused(
+                    PublishReport::refused_by_id(
                         event_type,
                         event_id,
                         Refusal::Swallowed {
@@ -230,7 +234,7 @@ impl Next {
                 Err(panic) => {
                     let message = panic_message(panic.as_ref());
                     tracing::error!(middleware = %name, event = event_type.name(), %message, "middleware panicked");
-                    let mut report = PublishReport::new(event_type, event_id);
+                    let mut report = PublishReport::for_id(event_type, event_id);
                     report.record_middleware_failure(HandlerFailure::middleware_failed(
                         &name,
                         FailureKind::Panic(message),

@@ -1,20 +1,32 @@
-//! Event identifiers: unique per process without a lock, and unlikely to collide across processes.
+//! Event identifiers: UUIDv7 (RFC 9562), time-ordered, built without a lock or a clock read
+//! beyond the event's own timestamp.
 
 use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The identifier of one published event (also used for correlation and causation ids).
+/// The identifier of one published event (also used for correlation and causation ids): a
+/// UUIDv7 (RFC 9562), so ids sort by time and other systems read them as UUIDs.
 ///
-/// The high 64 bits are random per process, the low 64 bits a counter, so ids are unique within a
-/// process and, with overwhelming probability, across processes. Displayed as 32 hex digits in
-/// UUID layout.
+/// The 48-bit timestamp is the event's [`time`](crate::EventMeta::time) in milliseconds; the
+/// 74 other bits hold a random per-process prefix and a per-process sequence, so ids are
+/// unique within a process and, with overwhelming probability, across processes.
+///
+/// ```
+/// use eventbus_core::EventId;
+///
+/// let id = EventId::new();
+/// let uuid = id.to_string();
+/// assert_eq!(&uuid[14..15], "7"); // the version nibble
+/// assert_eq!(uuid.parse::<EventId>(), Ok(id));
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EventId(u128);
 
-/// Ids are handed out to each thread in blocks, so concurrent publishers do not contend on one
-/// atomic counter.
+/// Sequence numbers are handed out to each thread in blocks, so concurrent publishers do not
+/// contend on one atomic counter.
 const BLOCK: u64 = 1024;
 static NEXT_BLOCK: AtomicU64 = AtomicU64::new(0);
 
@@ -23,18 +35,25 @@ thread_local! {
 }
 
 impl EventId {
-    /// A fresh id.
+    /// A fresh id for now.
     pub fn new() -> Self {
-        let counter = LOCAL.with(|local| {
-            let (mut next, mut end) = local.get();
-            if next == end {
-                next = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed) * BLOCK;
-                end = next + BLOCK;
-            }
-            local.set((next + 1, end));
-            next
-        });
-        EventId((u128::from(process_prefix()) << 64) | u128::from(counter))
+        Self::at(SystemTime::now(), next_sequence())
+    }
+
+    /// The id of the event with this sequence number published at `time`: what a lazily
+    /// identified event's id turns out to be once its time is known.
+    pub(crate) fn at(time: SystemTime, sequence: u64) -> Self {
+        let millis = time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        // 10 bytes of "counter or random" per RFC 9562: 4 of the process prefix (the builder
+        // overwrites 4 and 2 of their bits with the version and the variant), then 6 of the
+        // sequence, which stay whole.
+        let mut tail = [0u8; 10];
+        tail[..4].copy_from_slice(&process_prefix().to_be_bytes());
+        tail[4..].copy_from_slice(&sequence.to_be_bytes()[2..]);
+        let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &tail).into_uuid();
+        EventId(uuid.as_u128())
     }
 
     /// The id as a number.
@@ -48,23 +67,36 @@ impl EventId {
     }
 }
 
+/// The next sequence number of this process: unique, cheap (a thread-local counter).
+pub(crate) fn next_sequence() -> u64 {
+    LOCAL.with(|local| {
+        let (mut next, mut end) = local.get();
+        if next == end {
+            next = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed) * BLOCK;
+            end = next + BLOCK;
+        }
+        local.set((next + 1, end));
+        next
+    })
+}
+
 impl Default for EventId {
     fn default() -> Self {
         Self::new()
     }
 }
 
-fn process_prefix() -> u64 {
-    static PREFIX: OnceLock<u64> = OnceLock::new();
+fn process_prefix() -> u32 {
+    static PREFIX: OnceLock<u32> = OnceLock::new();
     *PREFIX.get_or_init(|| {
         use std::hash::{BuildHasher, Hasher};
         // RandomState is seeded from the OS; mixing in time and pid guards against a poor seed.
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u32(std::process::id());
-        if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        if let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) {
             hasher.write_u128(now.as_nanos());
         }
-        hasher.finish()
+        hasher.finish() as u32
     })
 }
 
@@ -160,6 +192,27 @@ mod tests {
         });
         let unique: HashSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len());
+    }
+
+    #[test]
+    fn ids_are_uuid_v7_with_the_time_given() {
+        let time = UNIX_EPOCH + std::time::Duration::from_millis(1_796_025_600_123);
+        let id = EventId::at(time, 7);
+        let uuid = uuid::Uuid::from_u128(id.as_u128());
+        assert_eq!(uuid.get_version_num(), 7);
+        assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+        let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
+        assert_eq!((secs, nanos), (1_796_025_600, 123_000_000));
+        assert_eq!(
+            EventId::at(time, 7),
+            id,
+            "the same time and sequence, the same id"
+        );
+        assert_ne!(EventId::at(time, 8), id);
+        assert!(
+            EventId::at(time + std::time::Duration::from_millis(1), 0) > id,
+            "ids sort by time"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! [`EventMeta`]: everything about a published event besides its data.
 
-use super::{Event, EventId, EventType, Headers};
+use super::{next_sequence, Event, EventId, EventType, Headers};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -35,14 +35,14 @@ use std::time::SystemTime;
 /// assert!(report.is_ok() && report.handled() == 1); // a failed assert above would show here
 /// # }
 /// ```
-#[derive(Clone)]
 pub struct EventMeta {
-    pub(crate) id: EventId,
+    id: Identity,
     pub(crate) event_type: &'static EventType,
     /// Read from the clock when first needed (see [`EventMeta::time`]).
     time: OnceLock<SystemTime>,
-    pub(crate) correlation_id: EventId,
-    pub(crate) causation_id: Option<EventId>,
+    /// `None` for the first event of a chain: its correlation id is its own id.
+    correlation_id: Option<EventId>,
+    causation_id: Option<EventId>,
     pub(crate) depth: u32,
     pub(crate) headers: Headers,
     /// The service that sent it, for an event received from another process.
@@ -59,15 +59,44 @@ struct Trail {
     parent: Option<Arc<Trail>>,
 }
 
+/// How an event knows its id. A local event's UUIDv7 holds its time, and reading the clock
+/// costs more than the rest of a sync publish: so it is built from the time and a sequence
+/// number only when first asked for (the time is then read, once, and kept).
+#[derive(Clone, Copy)]
+enum Identity {
+    Local { sequence: u64 },
+    Given(EventId),
+}
+
+/// A copy reads the clock first if nobody had: both copies then tell the same id and time.
+impl Clone for EventMeta {
+    fn clone(&self) -> Self {
+        self.stamp();
+        EventMeta {
+            id: self.id,
+            event_type: self.event_type,
+            time: self.time.clone(),
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            depth: self.depth,
+            headers: self.headers.clone(),
+            origin: self.origin.clone(),
+            trail: self.trail.clone(),
+            awaited_by_shutdown: self.awaited_by_shutdown,
+        }
+    }
+}
+
 impl EventMeta {
     /// A top-level publish.
     pub(crate) fn root(event_type: &'static EventType) -> Self {
-        let id = EventId::new();
         EventMeta {
-            id,
+            id: Identity::Local {
+                sequence: next_sequence(),
+            },
             event_type,
             time: OnceLock::new(),
-            correlation_id: id,
+            correlation_id: None,
             causation_id: None,
             depth: 0,
             headers: Headers::new(),
@@ -89,10 +118,10 @@ impl EventMeta {
         origin: &str,
     ) -> Self {
         EventMeta {
-            id,
+            id: Identity::Given(id),
             event_type,
             time: OnceLock::from(time),
-            correlation_id,
+            correlation_id: Some(correlation_id),
             causation_id,
             depth: 0,
             headers,
@@ -105,11 +134,13 @@ impl EventMeta {
     /// A follow-up published by a handler of `parent`: same correlation, caused by `parent`.
     pub(crate) fn child(parent: &EventMeta, event_type: &'static EventType) -> Self {
         EventMeta {
-            id: EventId::new(),
+            id: Identity::Local {
+                sequence: next_sequence(),
+            },
             event_type,
             time: OnceLock::new(),
-            correlation_id: parent.correlation_id,
-            causation_id: Some(parent.id),
+            correlation_id: Some(parent.correlation_id()),
+            causation_id: Some(parent.event_id()),
             depth: parent.depth + 1,
             headers: parent.headers.clone(),
             origin: None,
@@ -136,9 +167,28 @@ impl EventMeta {
 
 // What handlers (through `Context`) and middleware (through `Envelope`) read.
 impl EventMeta {
-    /// The id of this event.
+    /// The id of this event: a UUIDv7 holding its [`time`](Self::time) (asking for it reads
+    /// the time, if nothing had), or the id it was sent with, for an event from another
+    /// process.
     pub fn event_id(&self) -> EventId {
-        self.id
+        match self.id {
+            Identity::Given(id) => id,
+            Identity::Local { sequence } => EventId::at(self.time(), sequence),
+        }
+    }
+
+    /// Whether the event's id (and time) are fixed already: someone asked, or a path that
+    /// runs later than the publish call stamped it.
+    pub(crate) fn is_stamped(&self) -> bool {
+        matches!(self.id, Identity::Given(_)) || self.time.get().is_some()
+    }
+
+    /// The sequence number a local event's id will be built from.
+    pub(crate) fn sequence(&self) -> Option<u64> {
+        match self.id {
+            Identity::Local { sequence } => Some(sequence),
+            Identity::Given(_) => None,
+        }
     }
 
     /// The name of the concrete event type that was published (not of the handler's type).
@@ -166,7 +216,7 @@ impl EventMeta {
 
     /// The id shared by every event of one causal chain (the first event's id).
     pub fn correlation_id(&self) -> EventId {
-        self.correlation_id
+        self.correlation_id.unwrap_or_else(|| self.event_id())
     }
 
     /// The id of the event whose handler published this one, if any.
@@ -216,8 +266,8 @@ impl fmt::Debug for EventMeta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventMeta")
             .field("event_name", &self.event_name())
-            .field("event_id", &self.id)
-            .field("correlation_id", &self.correlation_id)
+            .field("event_id", &self.event_id())
+            .field("correlation_id", &self.correlation_id())
             .field("causation_id", &self.causation_id)
             .field("depth", &self.depth)
             .field("headers", &self.headers)

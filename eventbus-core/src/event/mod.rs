@@ -7,6 +7,7 @@ mod id;
 mod meta;
 
 pub use headers::Headers;
+pub(crate) use id::next_sequence;
 pub use id::{EventId, ParseEventIdError};
 pub use meta::EventMeta;
 

@@ -110,8 +110,11 @@ pub(crate) fn encode(
             );
         }
     }
-    let (id, correlation_id) = (meta.id.hyphenated(), meta.correlation_id.hyphenated());
-    let causation_id = meta.causation_id.map(EventId::hyphenated);
+    let (id, correlation_id) = (
+        meta.event_id().hyphenated(),
+        meta.correlation_id().hyphenated(),
+    );
+    let causation_id = meta.causation_id().map(EventId::hyphenated);
     let time = format_time(meta.time()).map_err(EncodeError::Time)?;
     let outgoing = Outgoing {
         specversion: SPEC_VERSION,
@@ -578,8 +581,8 @@ mod tests {
         assert_eq!(value["data"]["note"], "hi");
 
         let incoming = decode(json.as_bytes()).unwrap();
-        assert_eq!(incoming.id, meta.id);
-        assert_eq!(incoming.correlation_id, meta.id);
+        assert_eq!(incoming.id, meta.event_id());
+        assert_eq!(incoming.correlation_id, meta.event_id());
         assert_eq!(incoming.source, "orders");
         let envelope = Envelope::parse(json.as_bytes()).unwrap();
         assert_eq!(
