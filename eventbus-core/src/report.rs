@@ -17,7 +17,8 @@ pub struct PublishReport {
     event_id: ReportId,
     handled: usize,
     failures: Vec<HandlerFailure>,
-    refusal: Option<Refusal>,
+    /// Boxed: refusals are rare, and a small report moves cheaply on the hot path.
+    refusal: Option<Box<Refusal>>,
     /// The middleware run that produced it (see `middleware::Next`); 0 outside middleware.
     pub(crate) run: u64,
 }
@@ -34,6 +35,7 @@ enum ReportId {
 }
 
 impl ReportId {
+    #[inline]
     fn of(meta: &EventMeta) -> Self {
         match meta.sequence() {
             Some(sequence) if !meta.is_stamped() => ReportId::Pending {
@@ -47,10 +49,12 @@ impl ReportId {
 
 impl PublishReport {
     /// An empty report of the event `meta` describes.
+    #[inline]
     pub(crate) fn new(meta: &EventMeta) -> Self {
         Self::with_id(meta.event_type, ReportId::of(meta))
     }
 
+    #[inline]
     fn with_id(event_type: &'static EventType, event_id: ReportId) -> Self {
         PublishReport {
             event_type,
@@ -65,7 +69,7 @@ impl PublishReport {
     /// A report of an event refused before any handler ran.
     pub(crate) fn refused(meta: &EventMeta, refusal: Refusal) -> Self {
         PublishReport {
-            refusal: Some(refusal),
+            refusal: Some(Box::new(refusal)),
             ..Self::new(meta)
         }
     }
@@ -77,7 +81,7 @@ impl PublishReport {
         refusal: Refusal,
     ) -> Self {
         PublishReport {
-            refusal: Some(refusal),
+            refusal: Some(Box::new(refusal)),
             ..Self::with_id(event_type, ReportId::Known(event_id))
         }
     }
@@ -88,6 +92,7 @@ impl PublishReport {
     }
 
     /// Takes the event's id from `meta` if a handler fixed it while the report was made.
+    #[inline]
     pub(crate) fn finish(&mut self, meta: &EventMeta) {
         if matches!(self.event_id, ReportId::Pending { .. }) && meta.is_stamped() {
             self.event_id = ReportId::Known(meta.event_id());
@@ -114,7 +119,7 @@ impl PublishReport {
 
     /// `Some` when a middleware filtered the event out: its name and reason.
     pub fn filtered(&self) -> Option<(&str, &str)> {
-        match &self.refusal {
+        match self.refusal.as_deref() {
             Some(Refusal::Filtered { middleware, reason }) => Some((middleware, reason)),
             _ => None,
         }
@@ -144,7 +149,7 @@ impl PublishReport {
 
     /// Why the event was not dispatched at all, if it was not.
     pub fn refusal(&self) -> Option<&Refusal> {
-        self.refusal.as_ref()
+        self.refusal.as_deref()
     }
 
     /// The published event's type.
@@ -323,7 +328,7 @@ impl PublishError {
 impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let report = &self.0;
-        if let Some(refusal) = &report.refusal {
+        if let Some(refusal) = report.refusal.as_deref() {
             return write!(f, "{} was refused: {refusal}", report.event_type.name());
         }
         write!(

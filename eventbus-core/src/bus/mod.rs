@@ -59,7 +59,12 @@ impl EventBus {
     /// recorded in the report and the others still run. After [`shutdown`](Self::shutdown)
     /// the event is refused.
     pub async fn publish<E: Event>(&self, event: E) -> PublishReport {
-        self.engine.publish(event, EventMeta::root(E::TYPE)).await
+        // The fast path first, in this future: no nested future is built unless needed.
+        let meta = EventMeta::root(E::TYPE);
+        if let Some(report) = self.engine.publish_now(&event, &meta) {
+            return report;
+        }
+        self.engine.run(event, meta).await
     }
 
     /// [`publish`](Self::publish) with headers, which handlers read through
@@ -81,7 +86,10 @@ impl EventBus {
     /// ```
     pub async fn publish_with<E: Event>(&self, event: E, headers: Headers) -> PublishReport {
         let meta = EventMeta::root(E::TYPE).with_headers(headers);
-        self.engine.publish(event, meta).await
+        if let Some(report) = self.engine.publish_now(&event, &meta) {
+            return report;
+        }
+        self.engine.run(event, meta).await
     }
 
     /// Publishes `event` on the tokio runtime without waiting for its handlers.
@@ -139,7 +147,10 @@ impl EventBus {
         event: crate::event::AnyEvent,
         meta: EventMeta,
     ) -> PublishReport {
-        self.engine.publish(event.0, meta).await
+        if let Some(report) = self.engine.publish_now(&event.0, &meta) {
+            return report;
+        }
+        self.engine.run(event.0, meta).await
     }
 
     /// Subscribes a closure or fn taking `&E` (and optionally [`Context`](crate::Context)), returning `()` or

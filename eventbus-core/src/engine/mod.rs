@@ -131,16 +131,17 @@ impl Engine {
         self.tracker.is_closed()
     }
 
-    /// Publishes an accepted top-level event (or one received from another process) and
-    /// waits for its handlers.
-    pub(crate) async fn publish<E: OwnedEvent>(&self, event: E, meta: EventMeta) -> PublishReport {
+    /// What a publish can settle at once, without a future: a refusal after shutdown, or
+    /// the whole run when the inline path applies. `None`: [`run`](Self::run) it.
+    pub(crate) fn publish_now(
+        &self,
+        event: &dyn ErasedEvent,
+        meta: &EventMeta,
+    ) -> Option<PublishReport> {
         if self.is_shut_down() {
-            return PublishReport::refused(&meta, Refusal::ShutDown);
+            return Some(PublishReport::refused(meta, Refusal::ShutDown));
         }
-        if let Some(report) = self.try_dispatch_inline(&event, &meta) {
-            return report;
-        }
-        self.run(event, meta).await
+        self.try_dispatch_inline(event, meta)
     }
 
     fn publish_follow_up<E: OwnedEvent>(

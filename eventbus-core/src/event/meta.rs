@@ -179,11 +179,13 @@ impl EventMeta {
 
     /// Whether the event's id (and time) are fixed already: someone asked, or a path that
     /// runs later than the publish call stamped it.
+    #[inline]
     pub(crate) fn is_stamped(&self) -> bool {
         matches!(self.id, Identity::Given(_)) || self.time.get().is_some()
     }
 
     /// The sequence number a local event's id will be built from.
+    #[inline]
     pub(crate) fn sequence(&self) -> Option<u64> {
         match self.id {
             Identity::Local { sequence } => Some(sequence),
