@@ -43,11 +43,7 @@ impl Engine {
             plan.inline.then(|| {
                 let mut report = PublishReport::new(meta);
                 self.call_all_inline(&plan.steps, event, meta, &mut report);
-                if report.handled() == 0 {
-                    self.dead_event(event, meta);
-                }
-                report.finish(meta);
-                report
+                self.conclude(report, event, meta)
             })
         })
     }
@@ -121,6 +117,18 @@ impl Engine {
                 }
             }
         }
+        self.conclude(report, event, meta)
+    }
+
+    /// The end of every run: an event no handler took is a dead event, and the report takes
+    /// the event's id if a handler fixed it.
+    #[inline]
+    fn conclude(
+        &self,
+        mut report: PublishReport,
+        event: &dyn ErasedEvent,
+        meta: &EventMeta,
+    ) -> PublishReport {
         if report.handled() == 0 {
             self.dead_event(event, meta);
         }
