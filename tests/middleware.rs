@@ -539,3 +539,37 @@ fn capture_logs(level: tracing::Level) -> (Arc<Mutex<Vec<u8>>>, tracing::subscri
         .finish();
     (buffer.0, tracing::subscriber::set_default(subscriber))
 }
+
+#[tokio::test]
+async fn plain_sync_handlers_run_in_handler_spans_when_debug_tracing_is_on() {
+    let (buffer, _guard) = capture_logs(tracing::Level::DEBUG);
+    let bus = EventBus::new();
+    let _ok = bus.subscribe_with(
+        eventbus_core::SubscribeOptions::new().name("audit"),
+        |_: &Heartbeat| {
+            tracing::debug!("audited");
+        },
+    );
+    let _bad = bus.subscribe_with(
+        eventbus_core::SubscribeOptions::new().name("pager"),
+        |_: &Heartbeat| Err("pager down"),
+    );
+    let _panics = bus.subscribe_with(
+        eventbus_core::SubscribeOptions::new().name("flaky"),
+        |_: &Heartbeat| -> Result<(), String> { panic!("flaky bug") },
+    );
+    let report = bus.publish(Heartbeat).await;
+    assert_eq!((report.handled(), report.failures().len()), (3, 2));
+    let output = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+    for expected in [
+        "handler{handler=audit",
+        "audited",
+        "handler{handler=pager",
+        "pager down",
+        "handler{handler=flaky",
+        "flaky bug",
+        "outcome=\"failed\"",
+    ] {
+        assert!(output.contains(expected), "{expected} in:\n{output}");
+    }
+}

@@ -29,20 +29,21 @@ impl Engine {
 
     /// The hot path: an event without middleware whose handlers are all plain sync ones runs
     /// to completion right here, with no future per handler and no reference counting. `None`
-    /// when it needs the full path: middleware, async handlers, retries, or debug tracing
-    /// (which wants a span per handler).
+    /// when it needs the full path: middleware, async handlers or retries. With a subscriber
+    /// at `DEBUG` it stays here, each handler in its `handler` span.
     pub(crate) fn try_dispatch_inline(
         &self,
         event: &dyn ErasedEvent,
         meta: &EventMeta,
     ) -> Option<PublishReport> {
-        if !self.layers().is_empty() || tracing::level_enabled!(tracing::Level::DEBUG) {
+        if !self.layers().is_empty() {
             return None;
         }
         self.router.with_plan(meta.event_type, |plan| {
             plan.inline.then(|| {
                 let mut report = PublishReport::new(meta);
-                self.call_all_inline(&plan.steps, event, meta, &mut report);
+                let traced = tracing::level_enabled!(tracing::Level::DEBUG);
+                self.call_all_inline(&plan.steps, event, meta, traced, &mut report);
                 self.conclude(report, event, meta)
             })
         })
@@ -50,34 +51,45 @@ impl Engine {
 
     /// Calls sync handlers in order under one unwind guard: a panic stops the run at the
     /// handler that panicked, which is recorded, and a new run goes on from the next one.
+    /// `traced`: a span per handler call (checked once per publish, not per handler).
     fn call_all_inline(
         &self,
         steps: &[Step],
         event: &dyn ErasedEvent,
         meta: &EventMeta,
+        traced: bool,
         report: &mut PublishReport,
     ) {
+        let span_of = |step: &Step| match traced {
+            true => handler_span(&step.handler, meta),
+            false => tracing::Span::none(),
+        };
         let mut next = 0;
         while next < steps.len() {
             let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 while let Some(step) = steps.get(next) {
                     let (part, ctx) = self.prepare(step, event, meta);
-                    let outcome = step.handler.callable.call_sync_unguarded(part, ctx);
+                    let call = || step.handler.callable.call_sync_unguarded(part, ctx);
+                    let span = span_of(step);
+                    let outcome = if traced { span.in_scope(call) } else { call() };
                     next += 1;
-                    report.record(match outcome {
-                        Some(Ok(())) => None,
-                        Some(Err(message)) => {
-                            settle_quietly(step, ctx, FailureKind::Error(message))
+                    let outcome = match outcome {
+                        Some(Ok(())) if !traced => {
+                            report.record(None);
+                            continue;
                         }
+                        Some(result) => result.map_err(FailureKind::Error),
                         None => unreachable!("an inline plan has only sync handlers"),
-                    });
+                    };
+                    report.record(settle(&step.handler, &span, ctx, outcome, 1));
                 }
             }));
             if let Err(panic) = run {
                 let step = &steps[next];
                 let (_, ctx) = self.prepare(step, event, meta);
                 next += 1;
-                report.record(settle_quietly(step, ctx, panicked(panic)));
+                let span = span_of(step);
+                report.record(settle(&step.handler, &span, ctx, Err(panicked(panic)), 1));
             }
         }
     }
@@ -259,11 +271,6 @@ impl Engine {
             );
         }
     }
-}
-
-/// [`settle`] for the inline path, which has no handler span.
-fn settle_quietly(step: &Step, ctx: Context<'_>, kind: FailureKind) -> Option<HandlerFailure> {
-    settle(&step.handler, &tracing::Span::none(), ctx, Err(kind), 1)
 }
 
 fn handler_span(handler: &HandlerEntry, meta: &EventMeta) -> tracing::Span {
