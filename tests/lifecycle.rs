@@ -164,3 +164,48 @@ async fn a_subscription_outliving_its_bus_drops_quietly() {
     drop(bus);
     assert!(!sub.unsubscribe());
 }
+
+#[tokio::test]
+async fn a_detached_context_publishes_after_an_await_with_the_same_lineage() {
+    use std::sync::Mutex;
+    let bus = EventBus::new();
+    let _job = bus.subscribe_async(|_: &Job, ctx: Context<'_>| {
+        let ctx = ctx.detach();
+        async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let report = ctx.publish(Step(1)).await;
+            assert_eq!(report.handled(), 1);
+            ctx.emit(Step(2)).expect("accepted while the bus runs");
+        }
+    });
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let _step = bus.subscribe(move |e: &Step, ctx: Context| {
+        s.lock()
+            .unwrap()
+            .push((e.0, ctx.causation_id(), ctx.correlation_id(), ctx.depth()));
+    });
+    let report = bus.publish(Job(7)).await;
+    assert!(report.is_ok(), "{report:?}");
+    bus.shutdown().await;
+    let id = report.event_id();
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_by_key(|s| s.0);
+    assert_eq!(seen, [(1, Some(id), id, 1), (2, Some(id), id, 1)]);
+}
+
+#[tokio::test]
+async fn a_detached_context_cannot_emit_once_shutdown_began() {
+    let bus = EventBus::new();
+    let detached = Arc::new(std::sync::Mutex::new(None));
+    let d = detached.clone();
+    let _job = bus.subscribe(move |_: &Job, ctx: Context| {
+        *d.lock().unwrap() = Some(ctx.detach());
+    });
+    bus.emit(Job(1)).unwrap();
+    bus.shutdown().await;
+    let ctx = detached.lock().unwrap().take().expect("the handler ran");
+    let error = ctx.emit(Step(1)).unwrap_err();
+    assert_eq!(error.kind(), &EmitErrorKind::Refused(Refusal::ShutDown));
+    assert_eq!(error.into_event().0, 1);
+}

@@ -195,4 +195,8 @@ impl FollowUps for Engine {
     ) -> Result<(), (EmitErrorKind, Box<dyn ErasedEvent>)> {
         self.emit_from(parent, event, headers)
     }
+
+    fn to_arc(&self) -> Arc<dyn FollowUps> {
+        self.arc()
+    }
 }

@@ -6,6 +6,7 @@ use crate::event::{ErasedEvent, Event, EventMeta, Headers};
 use crate::report::{EmitError, EmitErrorKind, PublishReport};
 use std::fmt;
 use std::ops::Deref;
+use std::sync::Arc;
 
 /// What a handler's [`Context`] may ask of the engine that runs it: follow-up events, and no
 /// more. The engine implements it; this layer knows nothing else of the engine.
@@ -25,6 +26,27 @@ pub(crate) trait FollowUps: Send + Sync {
         event: Box<dyn ErasedEvent>,
         headers: Headers,
     ) -> Result<(), (EmitErrorKind, Box<dyn ErasedEvent>)>;
+
+    /// The same handle, owned: for a context that outlives the handler call.
+    fn to_arc(&self) -> Arc<dyn FollowUps>;
+}
+
+/// Emits `event` as a follow-up of `parent`, handing it back typed on refusal.
+fn emit_follow_up<E: Event>(
+    follow_ups: &dyn FollowUps,
+    parent: &EventMeta,
+    event: E,
+    headers: Headers,
+) -> Result<(), EmitError<E>> {
+    follow_ups
+        .emit(parent, Box::new(event), headers)
+        .map_err(|(kind, event)| {
+            let event = event
+                .into_any()
+                .downcast::<E>()
+                .expect("the engine hands back the event it was given");
+            EmitError::new(kind, *event)
+        })
 }
 
 /// What a handler may know about the event it handles, and its way to publish follow-ups.
@@ -124,15 +146,107 @@ impl<'a> Context<'a> {
 
     /// [`emit`](Self::emit) with headers set over the inherited ones.
     pub fn emit_with<E: Event>(&self, event: E, headers: Headers) -> Result<(), EmitError<E>> {
+        emit_follow_up(self.follow_ups, self.meta, event, headers)
+    }
+
+    /// This context as an owned, `'static` value: for an async closure that publishes after
+    /// an `.await` (a closure's future cannot borrow its arguments), or work that goes on
+    /// after the handler returned.
+    ///
+    /// Its follow-ups have the same lineage. One difference: while the bus shuts down they
+    /// are refused even for emitted work, since nothing ties a detached context to the work
+    /// `shutdown` waits for.
+    ///
+    /// ```
+    /// use eventbus_core::{Context, Event, EventBus};
+    ///
+    /// #[derive(Event)]
+    /// struct Ping;
+    /// #[derive(Event)]
+    /// struct Pong;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let bus = EventBus::new();
+    /// let _ping = bus.subscribe_async(|_: &Ping, ctx: Context<'_>| {
+    ///     let ctx = ctx.detach();
+    ///     async move {
+    ///         tokio::task::yield_now().await; // stands in for real work
+    ///         ctx.publish(Pong).await.into_result().map(drop)
+    ///     }
+    /// });
+    /// let _pong = bus.subscribe(|_: &Pong, ctx: Context| assert_eq!(ctx.depth(), 1));
+    /// assert!(bus.publish(Ping).await.is_ok());
+    /// # }
+    /// ```
+    pub fn detach(&self) -> OwnedContext {
+        let mut meta = self.meta.clone();
+        meta.awaited_by_shutdown = false;
+        OwnedContext {
+            follow_ups: self.follow_ups.to_arc(),
+            meta,
+            handler: self.handler.into(),
+        }
+    }
+}
+
+/// A [`Context`] that owns what it holds; see [`Context::detach`]. It reads the event's
+/// metadata (it dereferences to [`EventMeta`]) and publishes follow-ups, but no longer sees
+/// the event itself.
+#[derive(Clone)]
+pub struct OwnedContext {
+    follow_ups: Arc<dyn FollowUps>,
+    meta: EventMeta,
+    handler: Arc<str>,
+}
+
+impl OwnedContext {
+    /// The event's metadata.
+    pub fn meta(&self) -> &EventMeta {
+        &self.meta
+    }
+
+    /// The name of the handler it was detached from.
+    pub fn handler_name(&self) -> &str {
+        &self.handler
+    }
+
+    /// [`Context::publish`].
+    pub async fn publish<E: Event>(&self, event: E) -> PublishReport {
+        self.publish_with(event, Headers::new()).await
+    }
+
+    /// [`Context::publish_with`].
+    pub async fn publish_with<E: Event>(&self, event: E, headers: Headers) -> PublishReport {
         self.follow_ups
-            .emit(self.meta, Box::new(event), headers)
-            .map_err(|(kind, event)| {
-                let event = event
-                    .into_any()
-                    .downcast::<E>()
-                    .expect("the engine hands back the event it was given");
-                EmitError::new(kind, *event)
-            })
+            .publish(&self.meta, Box::new(event), headers)
+            .await
+    }
+
+    /// [`Context::emit`].
+    pub fn emit<E: Event>(&self, event: E) -> Result<(), EmitError<E>> {
+        self.emit_with(event, Headers::new())
+    }
+
+    /// [`Context::emit_with`].
+    pub fn emit_with<E: Event>(&self, event: E, headers: Headers) -> Result<(), EmitError<E>> {
+        emit_follow_up(&*self.follow_ups, &self.meta, event, headers)
+    }
+}
+
+impl Deref for OwnedContext {
+    type Target = EventMeta;
+
+    fn deref(&self) -> &EventMeta {
+        &self.meta
+    }
+}
+
+impl fmt::Debug for OwnedContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedContext")
+            .field("meta", &self.meta)
+            .field("handler", &self.handler)
+            .finish()
     }
 }
 

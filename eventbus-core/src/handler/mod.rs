@@ -6,8 +6,8 @@ mod context;
 mod registry;
 mod state;
 
-pub use context::Context;
 pub(crate) use context::FollowUps;
+pub use context::{Context, OwnedContext};
 pub(crate) use registry::{all_handlers, Selection};
 pub use registry::{EventRegistration, HandlerRegistration};
 
