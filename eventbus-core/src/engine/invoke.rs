@@ -3,7 +3,7 @@
 
 use super::pipeline::{Envelope, Next};
 use super::router::Step;
-use super::{DispatchMode, Engine};
+use super::{contain_panic, DispatchMode, Engine};
 use crate::event::{ErasedEvent, EventMeta, EventPart, OwnedEvent};
 use crate::handler::{panicked, Context, HandlerEntry};
 use crate::report::{FailureKind, HandlerFailure, PublishReport};
@@ -264,12 +264,7 @@ impl Engine {
             return;
         };
         let ctx = Context::new(self, meta, event, "on_dead_event");
-        if std::panic::catch_unwind(AssertUnwindSafe(|| hook(ctx))).is_err() {
-            tracing::error!(
-                event = meta.event_type.name(),
-                "the on_dead_event hook panicked"
-            );
-        }
+        contain_panic("on_dead_event", meta.event_name(), || hook(ctx));
     }
 }
 
@@ -303,9 +298,7 @@ fn settle(
     tracing::debug!(parent: span, attempts, error = %kind, "handler failed");
     let failure = HandlerFailure::handler_failed(&handler.name, kind, attempts);
     if let Some(on_error) = &handler.policy.on_error {
-        if std::panic::catch_unwind(AssertUnwindSafe(|| on_error(&failure, ctx))).is_err() {
-            tracing::error!(handler = %handler.name, "the on_error callback panicked");
-        }
+        contain_panic("on_error", &handler.name, || on_error(&failure, ctx));
     }
     Some(failure)
 }

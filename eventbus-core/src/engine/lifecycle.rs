@@ -1,6 +1,6 @@
 //! Fire-and-forget publishing (`emit`), its in-flight cap, and graceful shutdown.
 
-use super::Engine;
+use super::{contain_panic, Engine};
 use crate::event::{ErasedEvent, EventId, EventMeta, Headers, OwnedEvent};
 use crate::report::{EmitErrorKind, PublishReport, Refusal};
 use std::sync::PoisonError;
@@ -173,12 +173,7 @@ impl Engine {
     fn report_emit_failure(&self, report: PublishReport) {
         let (name, id) = (report.event_type().name(), report.event_id());
         match &self.config.on_failure {
-            Some(hook) => {
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&report))).is_err()
-                {
-                    tracing::error!(event = name, %id, "the on_failure hook panicked");
-                }
-            }
+            Some(hook) => contain_panic("on_failure", name, || hook(&report)),
             None => {
                 if let Err(error) = report.into_result() {
                     tracing::warn!(event = name, %id, %error, "emitted event failed");

@@ -80,6 +80,14 @@ const DEFAULT_MAX_DEPTH: u32 = 32;
 /// The default cap on emitted events in flight.
 const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 
+/// Runs a user callback (a hook, an `on_error`) and contains its panic: logged with `what`
+/// and `subject` (the event or handler it was called for), never passed on.
+pub(crate) fn contain_panic(what: &str, subject: &str, callback: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback)).is_err() {
+        tracing::error!(subject, "the {what} callback panicked");
+    }
+}
+
 /// How one publish runs its handlers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
