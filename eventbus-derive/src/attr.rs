@@ -3,6 +3,21 @@
 //! Every key is set through [`Slot::set`], the one place where a repeated key is reported.
 
 use crate::errors::Errors;
+
+/// Every attribute key of `#[event(..)]` and `#[handler(..)]`, spelled once.
+pub(crate) mod keys {
+    pub(crate) const EXTENDS: &str = "extends";
+    pub(crate) const NAME: &str = "name";
+    pub(crate) const VERSION: &str = "version";
+    pub(crate) const DISTRIBUTED: &str = "distributed";
+    pub(crate) const CRATE: &str = "crate";
+    pub(crate) const BASE: &str = "base";
+    pub(crate) const PRIORITY: &str = "priority";
+    pub(crate) const TIMEOUT_MS: &str = "timeout_ms";
+    pub(crate) const RETRY: &str = "retry";
+    pub(crate) const BACKOFF_MS: &str = "backoff_ms";
+    pub(crate) const ON_ERROR: &str = "on_error";
+}
 use proc_macro2::Span;
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;

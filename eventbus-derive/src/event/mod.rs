@@ -2,6 +2,7 @@
 
 mod expand;
 
+use crate::attr::keys::{BASE, CRATE, DISTRIBUTED, EXTENDS, NAME, VERSION};
 use crate::attr::{self, Slot};
 use crate::errors::Errors;
 use proc_macro2::{Span, TokenStream};
@@ -9,8 +10,8 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Fields, Ident, LitStr, Member, Path, Type};
 
 const ATTR: &str = "event";
-const CONTAINER_KEYS: &[&str] = &["extends", "name", "version", "distributed", "crate"];
-const FIELD_KEYS: &[&str] = &["base"];
+const CONTAINER_KEYS: &[&str] = &[EXTENDS, NAME, VERSION, DISTRIBUTED, CRATE];
+const FIELD_KEYS: &[&str] = &[BASE];
 
 /// A validated event struct.
 pub(crate) struct EventDef<'a> {
@@ -50,16 +51,16 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
 /// Returns `None` only when no impl can be generated at all; otherwise a definition to expand
 /// (possibly a fallback one) so that one mistake does not cascade into "not an Event" errors.
 fn parse<'a>(input: &'a DeriveInput, errors: &mut Errors) -> Option<EventDef<'a>> {
-    let mut extends = Slot::<Path>::new("extends");
-    let mut name = Slot::<LitStr>::new("name");
-    let mut version = Slot::<u32>::new("version");
-    let mut distributed = Slot::<()>::new("distributed");
-    let mut krate = Slot::<Path>::new("crate");
+    let mut extends = Slot::<Path>::new(EXTENDS);
+    let mut name = Slot::<LitStr>::new(NAME);
+    let mut version = Slot::<u32>::new(VERSION);
+    let mut distributed = Slot::<()>::new(DISTRIBUTED);
+    let mut krate = Slot::<Path>::new(CRATE);
     let mut container_failed = false;
     for attr in event_attrs(&input.attrs) {
         let result = attr.parse_nested_meta(|meta| {
             let span = meta.path.span();
-            if meta.path.is_ident("extends") {
+            if meta.path.is_ident(EXTENDS) {
                 let path: Path = meta.value()?.parse().map_err(|e| {
                     syn::Error::new(
                         e.span(),
@@ -67,14 +68,14 @@ fn parse<'a>(input: &'a DeriveInput, errors: &mut Errors) -> Option<EventDef<'a>
                     )
                 })?;
                 extends.set(span, path, errors);
-            } else if meta.path.is_ident("name") {
-                let lit = attr::string_value(&meta, "name")?;
+            } else if meta.path.is_ident(NAME) {
+                let lit = attr::string_value(&meta, NAME)?;
                 if lit.value().trim().is_empty() {
                     errors.error(&lit, "event `name` must not be empty");
                 }
                 name.set(span, lit, errors);
-            } else if meta.path.is_ident("version") {
-                let (value, literal) = attr::int_value(&meta, "version", "2")?;
+            } else if meta.path.is_ident(VERSION) {
+                let (value, literal) = attr::int_value(&meta, VERSION, "2")?;
                 if value == 0 {
                     errors.push(syn::Error::new(
                         literal,
@@ -82,11 +83,11 @@ fn parse<'a>(input: &'a DeriveInput, errors: &mut Errors) -> Option<EventDef<'a>
                     ));
                 }
                 version.set(span, value, errors);
-            } else if meta.path.is_ident("distributed") {
+            } else if meta.path.is_ident(DISTRIBUTED) {
                 distributed.set(span, (), errors);
-            } else if meta.path.is_ident("crate") {
+            } else if meta.path.is_ident(CRATE) {
                 krate.set(span, attr::crate_path(&meta)?, errors);
-            } else if meta.path.is_ident("base") {
+            } else if meta.path.is_ident(BASE) {
                 return Err(meta.error(
                     "`base` marks a field, not the struct: put `#[event(base)]` on the field that holds the parent event",
                 ));
@@ -200,7 +201,7 @@ fn base_field<'a>(
     for (index, field) in fields.iter().enumerate() {
         for attr in event_attrs(&field.attrs) {
             let result = attr.parse_nested_meta(|meta| {
-                if meta.path.is_ident("base") {
+                if meta.path.is_ident(BASE) {
                     if found.is_some() {
                         return Err(meta.error(
                             "only one field can be `#[event(base)]`: an event extends exactly one parent",

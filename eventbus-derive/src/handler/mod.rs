@@ -2,6 +2,7 @@
 
 mod expand;
 
+use crate::attr::keys::{BACKOFF_MS, CRATE, NAME, ON_ERROR, PRIORITY, RETRY, TIMEOUT_MS};
 use crate::attr::{self, Slot};
 use crate::errors::Errors;
 use proc_macro2::TokenStream;
@@ -11,13 +12,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, LitStr, Path, Type};
 
 const KEYS: &[&str] = &[
-    "priority",
-    "name",
-    "timeout_ms",
-    "retry",
-    "backoff_ms",
-    "on_error",
-    "crate",
+    PRIORITY, NAME, TIMEOUT_MS, RETRY, BACKOFF_MS, ON_ERROR, CRATE,
 ];
 
 /// A validated handler function.
@@ -69,33 +64,33 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn parse<'a>(args: &TokenStream, func: &'a ItemFn, errors: &mut Errors) -> Option<HandlerDef<'a>> {
-    let mut priority = Slot::<i32>::new("priority");
-    let mut name = Slot::<LitStr>::new("name");
-    let mut timeout_ms = Slot::<u64>::new("timeout_ms");
-    let mut retry = Slot::<u32>::new("retry");
-    let mut backoff_ms = Slot::<u64>::new("backoff_ms");
-    let mut on_error = Slot::<Path>::new("on_error");
-    let mut krate = Slot::<Path>::new("crate");
+    let mut priority = Slot::<i32>::new(PRIORITY);
+    let mut name = Slot::<LitStr>::new(NAME);
+    let mut timeout_ms = Slot::<u64>::new(TIMEOUT_MS);
+    let mut retry = Slot::<u32>::new(RETRY);
+    let mut backoff_ms = Slot::<u64>::new(BACKOFF_MS);
+    let mut on_error = Slot::<Path>::new(ON_ERROR);
+    let mut krate = Slot::<Path>::new(CRATE);
     let parser = syn::meta::parser(|meta| {
         let span = meta.path.span();
-        if meta.path.is_ident("crate") {
+        if meta.path.is_ident(CRATE) {
             krate.set(span, attr::crate_path(&meta)?, errors);
-        } else if meta.path.is_ident("priority") {
-            priority.set(span, attr::int_value(&meta, "priority", "100")?.0, errors);
-        } else if meta.path.is_ident("name") {
-            let lit = attr::string_value(&meta, "name")?;
+        } else if meta.path.is_ident(PRIORITY) {
+            priority.set(span, attr::int_value(&meta, PRIORITY, "100")?.0, errors);
+        } else if meta.path.is_ident(NAME) {
+            let lit = attr::string_value(&meta, NAME)?;
             if lit.value().trim().is_empty() {
                 errors.error(&lit, "handler `name` must not be empty");
             }
             name.set(span, lit, errors);
-        } else if meta.path.is_ident("timeout_ms") {
-            let (ms, literal): (u64, _) = attr::int_value(&meta, "timeout_ms", "500")?;
+        } else if meta.path.is_ident(TIMEOUT_MS) {
+            let (ms, literal): (u64, _) = attr::int_value(&meta, TIMEOUT_MS, "500")?;
             if ms == 0 {
                 errors.push(syn::Error::new(literal, "`timeout_ms` must be at least 1"));
             }
             timeout_ms.set(span, ms, errors);
-        } else if meta.path.is_ident("retry") {
-            let (retries, literal): (u32, _) = attr::int_value(&meta, "retry", "3")?;
+        } else if meta.path.is_ident(RETRY) {
+            let (retries, literal): (u32, _) = attr::int_value(&meta, RETRY, "3")?;
             if retries == 0 {
                 errors.push(syn::Error::new(
                     literal,
@@ -103,9 +98,9 @@ fn parse<'a>(args: &TokenStream, func: &'a ItemFn, errors: &mut Errors) -> Optio
                 ));
             }
             retry.set(span, retries, errors);
-        } else if meta.path.is_ident("backoff_ms") {
-            backoff_ms.set(span, attr::int_value(&meta, "backoff_ms", "100")?.0, errors);
-        } else if meta.path.is_ident("on_error") {
+        } else if meta.path.is_ident(BACKOFF_MS) {
+            backoff_ms.set(span, attr::int_value(&meta, BACKOFF_MS, "100")?.0, errors);
+        } else if meta.path.is_ident(ON_ERROR) {
             let path: Path = meta.value()?.parse().map_err(|e| {
                 syn::Error::new(
                     e.span(),
