@@ -156,6 +156,26 @@ where
         .map_err(|e| syn::Error::new(expr.span(), format!("invalid `{key}`: {e}")))
 }
 
+/// [`int_value`] for a key where 0 means nothing: a zero is reported at the literal with
+/// `zero` (the value is still returned, so parsing goes on).
+pub(crate) fn nonzero_int<N>(
+    meta: &ParseNestedMeta,
+    key: &str,
+    example: &str,
+    zero: &str,
+    errors: &mut Errors,
+) -> syn::Result<N>
+where
+    N: std::str::FromStr + Default + PartialEq,
+    N::Err: std::fmt::Display,
+{
+    let (value, literal) = int_value::<N>(meta, key, example)?;
+    if value == N::default() {
+        errors.push(syn::Error::new(literal, zero));
+    }
+    Ok(value)
+}
+
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();

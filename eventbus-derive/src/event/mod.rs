@@ -75,13 +75,13 @@ fn parse<'a>(input: &'a DeriveInput, errors: &mut Errors) -> Option<EventDef<'a>
                 }
                 name.set(span, lit, errors);
             } else if meta.path.is_ident(VERSION) {
-                let (value, literal) = attr::int_value(&meta, VERSION, "2")?;
-                if value == 0 {
-                    errors.push(syn::Error::new(
-                        literal,
-                        "event versions start at 1: the first version is `version = 1` (the default)",
-                    ));
-                }
+                let value = attr::nonzero_int(
+                    &meta,
+                    VERSION,
+                    "2",
+                    "event versions start at 1: the first version is `version = 1` (the default)",
+                    errors,
+                )?;
                 version.set(span, value, errors);
             } else if meta.path.is_ident(DISTRIBUTED) {
                 distributed.set(span, (), errors);

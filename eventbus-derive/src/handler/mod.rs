@@ -84,19 +84,22 @@ fn parse<'a>(args: &TokenStream, func: &'a ItemFn, errors: &mut Errors) -> Optio
             }
             name.set(span, lit, errors);
         } else if meta.path.is_ident(TIMEOUT_MS) {
-            let (ms, literal): (u64, _) = attr::int_value(&meta, TIMEOUT_MS, "500")?;
-            if ms == 0 {
-                errors.push(syn::Error::new(literal, "`timeout_ms` must be at least 1"));
-            }
+            let ms: u64 = attr::nonzero_int(
+                &meta,
+                TIMEOUT_MS,
+                "500",
+                "`timeout_ms` must be at least 1",
+                errors,
+            )?;
             timeout_ms.set(span, ms, errors);
         } else if meta.path.is_ident(RETRY) {
-            let (retries, literal): (u32, _) = attr::int_value(&meta, RETRY, "3")?;
-            if retries == 0 {
-                errors.push(syn::Error::new(
-                    literal,
-                    "`retry = 0` retries nothing: give the number of retries (1 or more), or remove it",
-                ));
-            }
+            let retries: u32 = attr::nonzero_int(
+                &meta,
+                RETRY,
+                "3",
+                "`retry = 0` retries nothing: give the number of retries (1 or more), or remove it",
+                errors,
+            )?;
             retry.set(span, retries, errors);
         } else if meta.path.is_ident(BACKOFF_MS) {
             backoff_ms.set(span, attr::int_value(&meta, BACKOFF_MS, "100")?.0, errors);
