@@ -42,6 +42,7 @@ pub struct Recorder {
 
 /// One recorded publish.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Record {
     /// The event's type.
     pub event_type: &'static EventType,
@@ -152,6 +153,7 @@ impl Record {
 
 /// The metadata of one record, owned.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecordSummary {
     /// The event's name.
     pub name: &'static str,

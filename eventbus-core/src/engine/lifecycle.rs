@@ -209,6 +209,7 @@ impl ShutdownReport {
 
 /// An emitted event that had not finished at a shutdown deadline.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UnfinishedEvent {
     /// Its id.
     pub id: EventId,

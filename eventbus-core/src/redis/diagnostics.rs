@@ -10,8 +10,10 @@ macro_rules! counters {
             $($(#[$doc])* pub(crate) $name: AtomicU64,)*
         }
 
-        /// A copy of the counters at one moment.
+        /// A copy of the counters at one moment. More counters may come: read them by name,
+        /// or through [`counters`](Self::counters).
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[non_exhaustive]
         pub struct DiagnosticsSnapshot {
             $($(#[$doc])* pub $name: u64,)*
         }
