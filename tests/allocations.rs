@@ -1,74 +1,13 @@
 //! Allocations per publish, counted with a counting global allocator. Allocation counts are
 //! deterministic (unlike timings), so they are asserted here; speed lives in `cargo bench`.
 
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+
+use counting_alloc::{allocations_in, poll_once};
 use eventbus_core::{Context, Event, EventBus};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll, Waker};
-
-struct Counting;
-
-// Both the switch and the count are per thread: tests run in parallel, and each must count only
-// its own allocations.
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count_one() {
-    if COUNTING.with(Cell::get) {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-    }
-}
-
-// SAFETY: defers every operation to `System`, which upholds `GlobalAlloc`'s contract; it only
-// counts calls on the side (const-initialized thread-locals without destructors, which never
-// allocate).
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: `ptr` came from `System` with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations made on this thread while `f` runs.
-fn allocations_in(f: impl FnOnce()) -> usize {
-    let before = ALLOCATIONS.with(Cell::get);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.with(Cell::get) - before
-}
-
-/// Polls a future once; a publish to sync handlers completes in its first poll.
-fn poll_once<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut TaskContext::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("a publish to sync handlers completes at once"),
-    }
-}
 
 #[derive(Event)]
 struct Root {
@@ -113,7 +52,7 @@ fn publishing_to_sync_handlers_over_a_hierarchy_allocates_nothing() {
     // The first publish of a type resolves and caches its plan (and the id block): warm up.
     assert_eq!(poll_once(bus.publish(leaf(1))).handled(), 3);
 
-    let allocations = allocations_in(|| {
+    let (allocations, ()) = allocations_in(|| {
         for n in 0..1_000 {
             let report = poll_once(bus.publish(leaf(n)));
             assert!(report.is_ok());
@@ -128,7 +67,7 @@ fn a_failing_handler_allocates_only_for_its_failure() {
     let bus = EventBus::new();
     let _fails = bus.subscribe(|_: &Root| Err("no"));
     assert_eq!(poll_once(bus.publish(Root { n: 0 })).failures().len(), 1);
-    let per_publish = allocations_in(|| {
+    let (per_publish, ()) = allocations_in(|| {
         let _ = poll_once(bus.publish(Root { n: 1 }));
     });
     // The error text, and the failure list of the report: bounded, not per handler.
@@ -155,7 +94,7 @@ fn an_async_handler_costs_at_most_one_allocation_per_call() {
     }));
     assert_eq!(poll_once(bus.publish(Root { n: 1 })).handled(), 4);
 
-    let allocations = allocations_in(|| {
+    let (allocations, ()) = allocations_in(|| {
         for n in 0..1_000 {
             assert!(poll_once(bus.publish(Root { n })).is_ok());
         }
