@@ -102,3 +102,40 @@ fn an_async_handler_costs_at_most_one_allocation_per_call() {
     // The boxed future of each async call, and nothing else.
     assert_eq!(allocations, 3 * 1_000, "allocations in 1000 publishes");
 }
+
+#[test]
+fn an_emit_costs_one_allocation_its_task_and_nothing_to_run() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let bus = EventBus::new();
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = handled.clone();
+    bus.subscribe(move |_: &Leaf| {
+        h.fetch_add(1, Ordering::Relaxed);
+    })
+    .forever();
+    // Warm up: the plan, the in-flight table, the runtime's queues.
+    runtime.block_on(async {
+        for n in 0..100 {
+            bus.emit(leaf(n)).unwrap();
+        }
+        tokio::task::yield_now().await;
+    });
+    let (allocations, ()) = allocations_in(|| {
+        runtime.block_on(async {
+            for n in 0..1_000 {
+                bus.emit(leaf(n)).unwrap();
+            }
+            while handled.load(Ordering::Relaxed) < 1_100 {
+                tokio::task::yield_now().await;
+            }
+        })
+    });
+    // One per event (the spawned task); a little slack for the runtime's own queue growth.
+    assert!(
+        (1_000..=1_020).contains(&allocations),
+        "{allocations} allocations for 1000 emitted events"
+    );
+    runtime.block_on(bus.shutdown());
+}
