@@ -8,7 +8,7 @@ pub use builder::{BuildError, BuildProblem, EventBusBuilder};
 pub use subscription::Subscription;
 
 use crate::engine::{Config, Engine, Router, ShutdownReport};
-use crate::event::{Event, EventMeta, EventType, Headers};
+use crate::event::{Event, EventMeta, EventType, Headers, OwnedEvent};
 use crate::handler::{
     async_callable, sync_callable, AsyncHandler, Callable, HandlerEntry, SubscribeOptions,
     SyncHandler,
@@ -86,10 +86,7 @@ impl EventBus {
     /// ```
     pub async fn publish_with<E: Event>(&self, event: E, headers: Headers) -> PublishReport {
         let meta = EventMeta::root(E::TYPE).with_headers(headers);
-        if let Some(report) = self.engine.publish_now(&event, &meta) {
-            return report;
-        }
-        self.engine.run(event, meta).await
+        self.publish_meta(event, meta).await
     }
 
     /// Publishes `event` on the tokio runtime without waiting for its handlers.
@@ -147,10 +144,17 @@ impl EventBus {
         event: crate::event::AnyEvent,
         meta: EventMeta,
     ) -> PublishReport {
-        if let Some(report) = self.engine.publish_now(&event.0, &meta) {
+        self.publish_meta(event.0, meta).await
+    }
+
+    /// An event with its metadata through the engine: settled at once when it can be,
+    /// else run. (`publish` spells this out itself: one nested future less on the hot path,
+    /// which measurably moves less state per publish.)
+    async fn publish_meta<E: OwnedEvent>(&self, event: E, meta: EventMeta) -> PublishReport {
+        if let Some(report) = self.engine.publish_now(&event, &meta) {
             return report;
         }
-        self.engine.run(event.0, meta).await
+        self.engine.run(event, meta).await
     }
 
     /// Subscribes a closure or fn taking `&E` (and optionally [`Context`](crate::Context)), returning `()` or

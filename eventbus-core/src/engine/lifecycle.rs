@@ -16,15 +16,28 @@ impl Engine {
         event: E,
         meta: EventMeta,
     ) -> Result<(), (EmitErrorKind, E)> {
-        let work = match self.accept_work(false) {
+        self.emit_meta(event, meta, false)
+    }
+
+    /// Accepts an event with its metadata as emitted work: within the storm guard, before
+    /// shutdown (or inside work shutdown awaits, `in_awaited_work`), and under the cap.
+    fn emit_meta<E: OwnedEvent>(
+        &self,
+        event: E,
+        meta: EventMeta,
+        in_awaited_work: bool,
+    ) -> Result<(), (EmitErrorKind, E)> {
+        let accepted = self
+            .check_depth(&meta)
+            .and_then(|()| self.accept_work(in_awaited_work));
+        let work = match accepted {
             Ok(work) => work,
             Err(refusal) => return Err((EmitErrorKind::Refused(refusal), event)),
         };
-        let permit = match self.try_permit(&meta) {
-            Ok(permit) => permit,
-            Err(kind) => return Err((kind, event)),
-        };
-        self.spawn(event, meta, work, permit)
+        match self.try_permit(&meta) {
+            Ok(permit) => self.spawn(event, meta, work, permit),
+            Err(kind) => Err((kind, event)),
+        }
     }
 
     /// Like [`emit`](Self::emit), but waits for room; a wait still parked when shutdown
@@ -58,17 +71,7 @@ impl Engine {
     ) -> Result<(), (EmitErrorKind, Box<dyn ErasedEvent>)> {
         let mut meta = EventMeta::child(parent, event.event_type());
         meta.headers.extend(headers);
-        let accepted = self
-            .check_depth(&meta)
-            .and_then(|()| self.accept_work(parent.awaited_by_shutdown));
-        let work = match accepted {
-            Ok(work) => work,
-            Err(refusal) => return Err((EmitErrorKind::Refused(refusal), event)),
-        };
-        match self.try_permit(&meta) {
-            Ok(permit) => self.spawn(event, meta, work, permit),
-            Err(kind) => Err((kind, event)),
-        }
+        self.emit_meta(event, meta, parent.awaited_by_shutdown)
     }
 
     /// Stops accepting new events, then waits until all emitted work is done, including

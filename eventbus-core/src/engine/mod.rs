@@ -19,7 +19,7 @@ mod router;
 pub use lifecycle::{ShutdownReport, UnfinishedEvent};
 pub(crate) use router::Router;
 
-use crate::event::{ErasedEvent, EventId, EventMeta, Headers, OwnedEvent};
+use crate::event::{ErasedEvent, EventId, EventMeta, Headers};
 use crate::handler::{Context, FollowUps};
 use crate::report::{EmitErrorKind, PublishReport, Refusal};
 use pipeline::{Layer, Middleware};
@@ -152,10 +152,10 @@ impl Engine {
         self.try_dispatch_inline(event, meta)
     }
 
-    fn publish_follow_up<E: OwnedEvent>(
+    fn publish_follow_up(
         &self,
         parent: &EventMeta,
-        event: E,
+        event: Box<dyn ErasedEvent>,
         headers: Headers,
     ) -> impl std::future::Future<Output = PublishReport> + Send + '_ {
         let mut meta = EventMeta::child(parent, event.event_type());
