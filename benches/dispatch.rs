@@ -382,6 +382,31 @@ fn emit_then_shutdown(c: &mut Criterion) {
             criterion::BatchSize::PerIteration,
         )
     });
+    // The baseline: a tokio broadcast channel feeding one receiver task that calls the same
+    // three handlers, sent 10 000 events and awaited until the receiver has run them all.
+    group.bench_function("tokio_broadcast_pipeline_10k_3_handlers", |b| {
+        b.to_async(&rt).iter_batched(
+            || {
+                let (tx, mut rx) = tokio::sync::broadcast::channel::<Flat>(EVENTS as usize);
+                let receiver = tokio::spawn(async move {
+                    while let Ok(e) = rx.recv().await {
+                        for _ in 0..3 {
+                            work(e.0);
+                        }
+                    }
+                });
+                (tx, receiver)
+            },
+            |(tx, receiver)| async move {
+                for i in 0..EVENTS {
+                    assert!(tx.send(Flat(i)).is_ok());
+                }
+                drop(tx);
+                receiver.await.unwrap();
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
     group.finish();
 }
 

@@ -209,3 +209,117 @@ async fn a_detached_context_cannot_emit_once_shutdown_began() {
     assert_eq!(error.kind(), &EmitErrorKind::Refused(Refusal::ShutDown));
     assert_eq!(error.into_event().0, 1);
 }
+
+/// A sync counter of `Step` events (sync handlers take the queued path of `emit`).
+fn step_counter(bus: &EventBus) -> Arc<AtomicUsize> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    bus.subscribe(move |_: &Step| {
+        c.fetch_add(1, Ordering::SeqCst);
+    })
+    .forever();
+    count
+}
+
+#[test]
+fn emitted_events_left_by_a_runtime_that_shut_down_run_at_the_next_shutdown() {
+    let bus = EventBus::new();
+    let count = step_counter(&bus);
+    let first = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    first.block_on(async {
+        for i in 0..1_000 {
+            bus.emit(Step(i)).unwrap();
+        }
+        // Lets the drain task run part of its batch, until its budget makes it yield.
+        while count.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+    });
+    // The runtime goes away with the drain task in the middle of a batch.
+    drop(first);
+    let ran = count.load(Ordering::SeqCst);
+    assert!(
+        (1..1_000).contains(&ran),
+        "the drain task was stopped mid-batch ({ran} ran)"
+    );
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), bus.shutdown())
+            .await
+            .expect("shutdown runs what the first runtime left, and returns");
+    });
+    assert_eq!(count.load(Ordering::SeqCst), 1_000, "each event ran once");
+}
+
+#[test]
+fn emitted_events_queued_on_a_runtime_that_shut_down_run_at_the_next_emit() {
+    let bus = EventBus::new();
+    let count = step_counter(&bus);
+    let first = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // The drain task is spawned but never polled.
+    first.block_on(async {
+        for i in 0..10 {
+            bus.emit(Step(i)).unwrap();
+        }
+    });
+    drop(first);
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+    let second = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        bus.emit(Step(10)).unwrap();
+        while count.load(Ordering::SeqCst) < 11 {
+            tokio::task::yield_now().await;
+        }
+        bus.shutdown().await;
+    });
+    assert_eq!(count.load(Ordering::SeqCst), 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_deadline_lists_the_queued_events_behind_a_stuck_sync_handler() {
+    let bus = EventBus::new();
+    // Blocking barriers: the test body runs on its own thread, the handler on a worker.
+    let (started, release) = (
+        Arc::new(std::sync::Barrier::new(2)),
+        Arc::new(std::sync::Barrier::new(2)),
+    );
+    let count = Arc::new(AtomicUsize::new(0));
+    let (s, r, c) = (started.clone(), release.clone(), count.clone());
+    bus.subscribe(move |e: &Step| {
+        if e.0 == 0 {
+            // Holds the drain task (and its worker thread) until the test lets it go.
+            s.wait();
+            r.wait();
+        }
+        c.fetch_add(1, Ordering::SeqCst);
+    })
+    .forever();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        bus.emit(Step(i)).unwrap();
+    }
+    started.wait();
+    let report = bus.shutdown_timeout(Duration::from_millis(50)).await;
+    for event in report.unfinished() {
+        assert_eq!(event.name, "lifecycle::Step");
+        ids.push(event.id);
+    }
+    assert_eq!(ids.len(), 5, "the running event and the 4 queued behind it");
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "distinct ids");
+    // They go on in the background: released, all five run.
+    release.wait();
+    tokio::time::timeout(Duration::from_secs(10), bus.shutdown())
+        .await
+        .unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 5);
+}

@@ -161,3 +161,38 @@ async fn an_emit_wait_parked_on_a_full_bus_is_released_when_shutdown_begins() {
     release.notify_one();
     shutdown.await.unwrap();
 }
+
+/// The drain task of the emit queue ends whenever it finds the queue empty; an emit at that
+/// moment must start a new one (or be seen by the ending one), never be left in the queue.
+/// One event at a time, so that nearly every emit meets a drain task that is ending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emit_racing_the_end_of_the_drain_task_is_never_stranded() {
+    let bus = EventBus::new();
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = handled.clone();
+    bus.subscribe(move |_: &Job| {
+        h.fetch_add(1, Ordering::SeqCst);
+    })
+    .forever();
+    for round in 0..ROUNDS * 20 {
+        // Right after the previous event was handled: the drain task is about to find the
+        // queue empty and end. Varying gaps move the emit across that moment.
+        for _ in 0..round % 8 {
+            std::hint::spin_loop();
+        }
+        bus.emit(Job(round)).unwrap();
+        let wanted = round as usize + 1;
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            while handled.load(Ordering::SeqCst) < wanted {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "round {round}: an emitted event was stranded in the queue"
+        );
+    }
+    bus.shutdown().await;
+    assert_eq!(handled.load(Ordering::SeqCst), (ROUNDS * 20) as usize);
+}

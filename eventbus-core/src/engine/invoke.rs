@@ -49,6 +49,11 @@ impl Engine {
         })
     }
 
+    /// Whether a publish of this type would run inline (see `try_dispatch_inline`).
+    pub(crate) fn runs_inline(&self, event_type: &'static crate::EventType) -> bool {
+        self.layers().is_empty() && self.router.with_plan(event_type, |plan| plan.inline)
+    }
+
     /// Calls sync handlers in order under one unwind guard: a panic stops the run at the
     /// handler that panicked, which is recorded, and a new run goes on from the next one.
     /// `traced`: a span per handler call (checked once per publish, not per handler).

@@ -1,11 +1,11 @@
 //! Fire-and-forget publishing (`emit`), its in-flight cap, and graceful shutdown.
 
+use super::emit_queue::Queued;
 use super::{contain_panic, Engine};
 use crate::event::{ErasedEvent, EventId, EventMeta, Headers, OwnedEvent};
 use crate::report::{EmitErrorKind, PublishReport, Refusal};
 use std::sync::PoisonError;
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::Instrument;
 
@@ -20,7 +20,8 @@ impl Engine {
     }
 
     /// Accepts an event with its metadata as emitted work: within the storm guard, before
-    /// shutdown (or inside work shutdown awaits, `in_awaited_work`), and under the cap.
+    /// shutdown (or inside work shutdown awaits, `in_awaited_work`), on a runtime, and under
+    /// the cap.
     fn emit_meta<E: OwnedEvent>(
         &self,
         event: E,
@@ -34,10 +35,14 @@ impl Engine {
             Ok(work) => work,
             Err(refusal) => return Err((EmitErrorKind::Refused(refusal), event)),
         };
-        match self.try_permit(&meta) {
-            Ok(permit) => self.spawn(event, meta, work, permit),
-            Err(kind) => Err((kind, event)),
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err((EmitErrorKind::NoRuntime, event));
+        };
+        if let Err(kind) = self.try_permit(&meta) {
+            return Err((kind, event));
         }
+        self.start_work(event, meta, work, &runtime);
+        Ok(())
     }
 
     /// Like [`emit`](Self::emit), but waits for room; a wait still parked when shutdown
@@ -48,18 +53,24 @@ impl Engine {
         meta: EventMeta,
     ) -> Result<(), (EmitErrorKind, E)> {
         let shut_down = |event| Err((EmitErrorKind::Refused(Refusal::ShutDown), event));
-        let permits = self.permits.clone();
-        let permit = tokio::select! {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err((EmitErrorKind::NoRuntime, event));
+        };
+        tokio::select! {
             // Shutdown first: a wait that finds both ready is refused, like a plain emit.
             biased;
             () = self.closing.cancelled() => return shut_down(event),
-            permit = permits.acquire_owned() => permit.expect("the in-flight semaphore is never closed"),
-        };
+            permit = self.permits.acquire() => permit.expect("the in-flight semaphore is never closed").forget(),
+        }
         let work = match self.accept_work(false) {
             Ok(work) => work,
-            Err(_) => return shut_down(event),
+            Err(_) => {
+                self.permits.add_permits(1);
+                return shut_down(event);
+            }
         };
-        self.spawn(event, meta, work, permit)
+        self.start_work(event, meta, work, &runtime);
+        Ok(())
     }
 
     /// Emits a follow-up of `parent`, published by one of its handlers.
@@ -95,6 +106,7 @@ impl Engine {
             .iter()
             .map(|(id, name)| UnfinishedEvent { id: *id, name })
             .collect();
+        self.queue.unfinished(&mut unfinished);
         unfinished.sort_by_key(|e| e.id);
         ShutdownReport { unfinished }
     }
@@ -102,11 +114,12 @@ impl Engine {
     fn begin_shutdown(&self) {
         self.tracker.close();
         self.closing.cancel();
+        self.resume_drain();
     }
 
     /// How many emitted events are in flight.
     pub(crate) fn emitted_in_flight(&self) -> usize {
-        self.tracker.len()
+        self.config.max_in_flight - self.permits.available_permits()
     }
 
     /// Registers new emitted work with the tracker that `shutdown` waits on, unless the bus is
@@ -125,55 +138,65 @@ impl Engine {
         Ok(token)
     }
 
-    /// A slot under the `max_in_flight` cap, or `Full`.
-    fn try_permit(&self, meta: &EventMeta) -> Result<OwnedSemaphorePermit, EmitErrorKind> {
-        self.permits.clone().try_acquire_owned().map_err(|_| {
-            let capacity = self.config.max_in_flight;
-            tracing::warn!(
-                event = meta.event_name(),
-                capacity,
-                "emit refused: bus is full"
-            );
-            EmitErrorKind::Full { capacity }
-        })
+    /// Takes a slot under the `max_in_flight` cap (given back when the event is done), or
+    /// `Full`.
+    fn try_permit(&self, meta: &EventMeta) -> Result<(), EmitErrorKind> {
+        match self.permits.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                Ok(())
+            }
+            Err(_) => {
+                let capacity = self.config.max_in_flight;
+                tracing::warn!(
+                    event = meta.event_name(),
+                    capacity,
+                    "emit refused: bus is full"
+                );
+                Err(EmitErrorKind::Full { capacity })
+            }
+        }
     }
 
-    fn spawn<E: OwnedEvent>(
+    /// Starts accepted work: queued when its handlers run inline, else a task of its own.
+    fn start_work<E: OwnedEvent>(
         &self,
         event: E,
         mut meta: EventMeta,
         work: TaskTrackerToken,
-        permit: OwnedSemaphorePermit,
-    ) -> Result<(), (EmitErrorKind, E)> {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Err((EmitErrorKind::NoRuntime, event));
-        };
-        // Emitted work runs later: its time is now.
-        meta.stamp();
+        runtime: &tokio::runtime::Handle,
+    ) {
         meta.awaited_by_shutdown = true;
+        // The handlers run later, elsewhere: inside the emitter's span, so a trace follows
+        // the event (`Span::current` is a no-op without a subscriber).
+        let span = tracing::Span::current();
+        if self.runs_inline(meta.event_type) {
+            let event = event.small();
+            self.enqueue(Queued { event, meta, span }, work, runtime);
+            return;
+        }
+        // It runs later, and may await before it reads its time: its time is now. (A queued
+        // event reads the clock only if asked, as a publish does: its handlers do not await.)
+        meta.stamp();
         let (id, name) = (meta.event_id(), meta.event_type.name());
         self.in_flight().insert(id, name);
         let engine = self.arc();
-        // The handlers run later, elsewhere: inside the emitter's span, so a trace follows
-        // the event (`Span::current` is a no-op without a subscriber).
-        let emitter = tracing::Span::current();
-        let work = async move {
+        let task = async move {
             let report = engine.run(event, meta).await;
             engine.in_flight().remove(&id);
-            drop(permit);
+            engine.permits.add_permits(1);
             if !report.is_ok() {
                 engine.report_emit_failure(report);
             }
             // Last: `shutdown` may return once every token is dropped.
             drop(work);
         };
-        runtime.spawn(work.instrument(emitter));
-        Ok(())
+        runtime.spawn(task.instrument(span));
     }
 
     /// Hands the report of an emitted event that failed to the `on_failure` hook, or to
     /// `tracing` without one.
-    fn report_emit_failure(&self, report: PublishReport) {
+    pub(super) fn report_emit_failure(&self, report: PublishReport) {
         let (name, id) = (report.event_type().name(), report.event_id());
         match &self.config.on_failure {
             Some(hook) => contain_panic("on_failure", name, || hook(&report)),

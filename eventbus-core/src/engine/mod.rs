@@ -6,11 +6,13 @@
 //! - [`invoke`]: one event through its plan: the one place a handler is called and a panic is
 //!   caught, under its policy (timeout, retries, error callback);
 //! - [`pipeline`]: the middleware chain (`Middleware`, `Envelope`, `Next`);
-//! - [`lifecycle`]: emitted work, its in-flight cap, and graceful shutdown.
+//! - [`lifecycle`]: emitted work, its in-flight cap, and graceful shutdown;
+//! - [`emit_queue`]: the queue that runs emitted events in batches.
 //!
 //! Handlers reach the engine only through [`FollowUps`], the narrow handle their `Context`
 //! holds.
 
+mod emit_queue;
 mod invoke;
 mod lifecycle;
 pub(crate) mod pipeline;
@@ -22,6 +24,7 @@ pub(crate) use router::Router;
 use crate::event::{ErasedEvent, EventId, EventMeta, Headers};
 use crate::handler::{Context, FollowUps};
 use crate::report::{EmitErrorKind, PublishReport, Refusal};
+use emit_queue::EmitQueue;
 use pipeline::{Layer, Middleware};
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -42,7 +45,9 @@ pub(crate) struct Engine {
     /// Cancelled when shutdown begins: releases `emit_wait`s parked on a full bus.
     closing: CancellationToken,
     /// One permit per emitted event in flight: the `max_in_flight` cap.
-    permits: Arc<Semaphore>,
+    permits: Semaphore,
+    /// Emitted events whose handlers run inline, waiting for the drain task.
+    queue: EmitQueue,
     /// What is in flight, to report what a shutdown deadline cut off.
     in_flight: Mutex<FxHashMap<EventId, &'static str>>,
 }
@@ -105,7 +110,8 @@ impl Engine {
         Arc::new_cyclic(|me| Engine {
             me: me.clone(),
             router,
-            permits: Arc::new(Semaphore::new(config.max_in_flight)),
+            permits: Semaphore::new(config.max_in_flight),
+            queue: EmitQueue::default(),
             config,
             tracker: TaskTracker::new(),
             closing: CancellationToken::new(),

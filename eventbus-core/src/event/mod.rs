@@ -99,7 +99,16 @@ pub(crate) trait ErasedEvent: Send + Sync {
 /// this boxes a typed event there only, and a boxed one never twice.
 pub(crate) trait OwnedEvent: ErasedEvent + Sized + 'static {
     fn boxed(self) -> Box<dyn ErasedEvent>;
+
+    /// The event type-erased without a heap allocation when it is small.
+    fn small(self) -> SmallEvent {
+        smallbox::smallbox!(self)
+    }
 }
+
+/// A type-erased event stored inline when it fits in four words (most events), else boxed:
+/// queued emitted events cost no allocation of their own.
+pub(crate) type SmallEvent = smallbox::SmallBox<dyn ErasedEvent, smallbox::space::S4>;
 
 impl<E: Event> OwnedEvent for E {
     fn boxed(self) -> Box<dyn ErasedEvent> {
