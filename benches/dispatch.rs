@@ -200,7 +200,33 @@ fn with_middleware(c: &mut Criterion) {
             b.iter(|| poll_once(bus.publish(Flat(black_box(7)))))
         });
     }
+    // The same pass-through, as sync middleware: hooks before and after, no future.
+    let mut builder = EventBus::builder();
+    for _ in 0..3 {
+        builder = builder.middleware(middleware::sync(PassThrough));
+    }
+    let bus = builder.build().unwrap();
+    for _ in 0..3 {
+        bus.subscribe(|e: &Flat| work(e.0)).forever();
+    }
+    group.bench_function("eventbus_3_sync_middleware_3_handlers", |b| {
+        b.iter(|| poll_once(bus.publish(Flat(black_box(7)))))
+    });
     group.finish();
+}
+
+/// A sync middleware that lets everything through.
+struct PassThrough;
+
+impl middleware::SyncMiddleware for PassThrough {
+    fn before(&self, envelope: &mut middleware::EnvelopeMut<'_>) -> middleware::Flow {
+        black_box(envelope.depth());
+        middleware::Flow::Continue
+    }
+
+    fn after(&self, report: &mut eventbus_core::PublishReport) {
+        black_box(report.handled());
+    }
 }
 
 /// Sends one event, then yields until `handled` has counted `n` more handler runs: how the

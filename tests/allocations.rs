@@ -5,6 +5,7 @@
 mod counting_alloc;
 
 use counting_alloc::{allocations_in, poll_once};
+use eventbus_core::middleware::{self, EnvelopeMut, Flow, SyncMiddleware};
 use eventbus_core::{Context, Event, EventBus};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -101,6 +102,38 @@ fn an_async_handler_costs_at_most_one_allocation_per_call() {
     });
     // The boxed future of each async call, and nothing else.
     assert_eq!(allocations, 3 * 1_000, "allocations in 1000 publishes");
+}
+
+#[test]
+fn three_sync_middleware_around_sync_handlers_allocate_nothing() {
+    struct Pass;
+    impl SyncMiddleware for Pass {
+        fn before(&self, envelope: &mut EnvelopeMut<'_>) -> Flow {
+            std::hint::black_box(envelope.event_name());
+            Flow::Continue
+        }
+        fn after(&self, report: &mut eventbus_core::PublishReport) {
+            std::hint::black_box(report.handled());
+        }
+    }
+    let mut builder = EventBus::builder();
+    for _ in 0..3 {
+        builder = builder.middleware(middleware::sync(Pass));
+    }
+    let bus = builder.build().unwrap();
+    for _ in 0..3 {
+        bus.subscribe(|e: &Leaf| {
+            std::hint::black_box(e);
+        })
+        .forever();
+    }
+    assert!(poll_once(bus.publish(leaf(0))).is_ok()); // resolves the plan
+    let (allocations, ()) = allocations_in(|| {
+        for n in 0..1_000 {
+            assert!(poll_once(bus.publish(leaf(n))).is_ok());
+        }
+    });
+    assert_eq!(allocations, 0, "allocations in 1000 publishes");
 }
 
 /// Emits 1 000 events of type `E` (after 100 to warm up) to one sync handler and counts the

@@ -1,7 +1,7 @@
 //! Test helpers: a [`Recorder`] that keeps everything published, and single-handler buses
 //! ([`EventBusBuilder::with_handler`](crate::EventBusBuilder::with_handler)).
 
-use crate::middleware::{BoxFuture, Envelope, Middleware, Next};
+use crate::middleware::{BoxFuture, Envelope, EnvelopeMut, Flow, Middleware, Next, SyncMiddleware};
 use crate::{AnyEvent, Event, EventId, EventType, Headers, PublishReport};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -179,12 +179,13 @@ impl RecordSummary {
     }
 }
 
-impl Middleware for Recorder {
+/// A recorder only looks: it runs as a sync middleware, at no cost per event beyond the record.
+impl SyncMiddleware for Recorder {
     fn name(&self) -> &str {
         "recorder"
     }
 
-    fn handle(&self, envelope: Envelope, next: Next) -> BoxFuture<'static, PublishReport> {
+    fn before(&self, envelope: &mut EnvelopeMut<'_>) -> Flow {
         self.lock().push(Arc::new(Record {
             event_type: envelope.event_type(),
             name: envelope.event_name(),
@@ -195,7 +196,22 @@ impl Middleware for Recorder {
             headers: envelope.headers().clone(),
             event: envelope.clone_event(),
         }));
+        Flow::Continue
+    }
+}
+
+impl Middleware for Recorder {
+    fn name(&self) -> &str {
+        SyncMiddleware::name(self)
+    }
+
+    fn handle(&self, mut envelope: Envelope, next: Next) -> BoxFuture<'static, PublishReport> {
+        let _ = self.before(&mut envelope.borrow_mut());
         next.run(envelope)
+    }
+
+    fn as_sync(&self) -> Option<&dyn SyncMiddleware> {
+        Some(self)
     }
 }
 

@@ -114,8 +114,9 @@ impl EventBusBuilder {
         self
     }
 
-    /// Adds a middleware that runs around every publish; middleware runs in the order added.
-    /// See [`middleware`](crate::middleware).
+    /// Adds a middleware that runs for every publish; middleware runs in the order added. A
+    /// [`SyncMiddleware`](crate::middleware::SyncMiddleware) goes in through
+    /// [`middleware::sync`](crate::middleware::sync). See [`middleware`](crate::middleware).
     pub fn middleware(mut self, middleware: impl Middleware) -> Self {
         self.config
             .layers

@@ -60,8 +60,8 @@ impl EventBus {
     /// the event is refused.
     pub async fn publish<E: Event>(&self, event: E) -> PublishReport {
         // The fast path first, in this future: no nested future is built unless needed.
-        let meta = EventMeta::root(E::TYPE);
-        if let Some(report) = self.engine.publish_now(&event, &meta) {
+        let (mut event, mut meta) = (event, EventMeta::root(E::TYPE));
+        if let Some(report) = self.engine.publish_now(&mut event, &mut meta) {
             return report;
         }
         self.engine.run(event, meta).await
@@ -151,7 +151,8 @@ impl EventBus {
     /// else run. (`publish` spells this out itself: one nested future less on the hot path,
     /// which measurably moves less state per publish.)
     async fn publish_meta<E: OwnedEvent>(&self, event: E, meta: EventMeta) -> PublishReport {
-        if let Some(report) = self.engine.publish_now(&event, &meta) {
+        let (mut event, mut meta) = (event, meta);
+        if let Some(report) = self.engine.publish_now(&mut event, &mut meta) {
             return report;
         }
         self.engine.run(event, meta).await

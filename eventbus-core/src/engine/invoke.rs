@@ -1,8 +1,8 @@
 //! Running one event: through the middleware, then its handlers in plan order, each under its
 //! policy (timeout, retries, error callback), with failures isolated.
 
-use super::pipeline::{Envelope, Next};
-use super::router::Step;
+use super::pipeline::{run_afters, run_befores, Envelope, EnvelopeMut, Layer, Next};
+use super::router::{Plan, Step};
 use super::{contain_panic, DispatchMode, Engine};
 use crate::event::{ErasedEvent, EventMeta, EventPart, OwnedEvent};
 use crate::handler::{panicked, Context, HandlerEntry};
@@ -18,13 +18,58 @@ impl Engine {
     pub(crate) async fn run<E: OwnedEvent>(&self, event: E, meta: EventMeta) -> PublishReport {
         // Middleware and async handlers may read the time after awaiting: take it now.
         meta.stamp();
-        if self.layers().is_empty() {
+        let layers = self.layers();
+        if layers.is_empty() {
             self.dispatch(&event, &meta).await
+        } else if self.hooks_only() {
+            // Only sync middleware: its hooks run around the dispatch, nothing is boxed.
+            let (mut event, mut meta) = (event, meta);
+            let (stop, ended) =
+                run_befores(layers, 0, &mut EnvelopeMut::new(&mut event, &mut meta));
+            let mut report = match ended {
+                Some(report) => report,
+                None => self.dispatch(&event, &meta).await,
+            };
+            run_afters(layers, 0, stop, &mut report);
+            report
         } else {
             Next::start(self.arc())
                 .run(Envelope::new(event.boxed(), meta))
                 .await
         }
+    }
+
+    /// Whether every middleware is a sync one (or there is none).
+    fn hooks_only(&self) -> bool {
+        self.layers().iter().all(Layer::is_hooks)
+    }
+
+    /// Runs a publish to completion right here when it can: its handlers are all plain sync
+    /// ones and its middleware (if any) is all sync. `None` when it needs the full path.
+    pub(crate) fn run_inline(
+        &self,
+        event: &mut dyn ErasedEvent,
+        meta: &mut EventMeta,
+    ) -> Option<PublishReport> {
+        let layers = self.layers();
+        if layers.is_empty() {
+            return self.try_dispatch_inline(event, meta);
+        }
+        if !self.hooks_only() {
+            return None;
+        }
+        // One plan from the check to the calls: the hooks run once, whatever subscribes.
+        self.router.with_plan(meta.event_type, |plan| {
+            plan.inline.then(|| {
+                let (stop, ended) = run_befores(layers, 0, &mut EnvelopeMut::new(event, meta));
+                let mut report = match ended {
+                    Some(report) => report,
+                    None => self.dispatch_plan_inline(plan, event, meta),
+                };
+                run_afters(layers, 0, stop, &mut report);
+                report
+            })
+        })
     }
 
     /// The hot path: an event without middleware whose handlers are all plain sync ones runs
@@ -40,13 +85,23 @@ impl Engine {
             return None;
         }
         self.router.with_plan(meta.event_type, |plan| {
-            plan.inline.then(|| {
-                let mut report = PublishReport::new(meta);
-                let traced = tracing::level_enabled!(tracing::Level::DEBUG);
-                self.call_all_inline(&plan.steps, event, meta, traced, &mut report);
-                self.conclude(report, event, meta)
-            })
+            plan.inline
+                .then(|| self.dispatch_plan_inline(plan, event, meta))
         })
+    }
+
+    /// Runs an inline plan (see `try_dispatch_inline`).
+    #[inline]
+    fn dispatch_plan_inline(
+        &self,
+        plan: &Plan,
+        event: &dyn ErasedEvent,
+        meta: &EventMeta,
+    ) -> PublishReport {
+        let mut report = PublishReport::new(meta);
+        let traced = tracing::level_enabled!(tracing::Level::DEBUG);
+        self.call_all_inline(&plan.steps, event, meta, traced, &mut report);
+        self.conclude(report, event, meta)
     }
 
     /// Whether a publish of this type would run inline (see `try_dispatch_inline`).

@@ -25,7 +25,7 @@ use crate::event::{ErasedEvent, EventId, EventMeta, Headers};
 use crate::handler::{Context, FollowUps};
 use crate::report::{EmitErrorKind, PublishReport, Refusal};
 use emit_queue::EmitQueue;
-use pipeline::{Layer, Middleware};
+use pipeline::Layer;
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -133,11 +133,10 @@ impl Engine {
     /// The middleware of type `M` this engine runs (a bridge checks that its outbound side
     /// is there).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn middleware_of<M: Middleware>(&self) -> impl Iterator<Item = &M> {
-        self.layers().iter().filter_map(|layer| {
-            let any: &dyn std::any::Any = &*layer.middleware;
-            any.downcast_ref::<M>()
-        })
+    pub(crate) fn middleware_of<M: std::any::Any>(&self) -> impl Iterator<Item = &M> {
+        self.layers()
+            .iter()
+            .filter_map(|layer| layer.as_any().downcast_ref::<M>())
     }
 
     /// Whether shutdown has begun.
@@ -149,13 +148,13 @@ impl Engine {
     /// the whole run when the inline path applies. `None`: [`run`](Self::run) it.
     pub(crate) fn publish_now(
         &self,
-        event: &dyn ErasedEvent,
-        meta: &EventMeta,
+        event: &mut dyn ErasedEvent,
+        meta: &mut EventMeta,
     ) -> Option<PublishReport> {
         if self.is_shut_down() {
             return Some(PublishReport::refused(meta, Refusal::ShutDown));
         }
-        self.try_dispatch_inline(event, meta)
+        self.run_inline(event, meta)
     }
 
     fn publish_follow_up(
@@ -167,10 +166,11 @@ impl Engine {
         let mut meta = EventMeta::child(parent, event.event_type());
         meta.headers.extend(headers);
         async move {
+            let mut event = event;
             if let Err(refusal) = self.check_depth(&meta) {
                 return PublishReport::refused(&meta, refusal);
             }
-            if let Some(report) = self.try_dispatch_inline(&event, &meta) {
+            if let Some(report) = self.run_inline(&mut *event, &mut meta) {
                 return report;
             }
             self.run(event, meta).await

@@ -52,7 +52,10 @@ mod logging;
 #[cfg(feature = "metrics")]
 mod metrics;
 
-pub use crate::engine::pipeline::{from_fn, BoxFuture, Envelope, FnMiddleware, Middleware, Next};
+pub use crate::engine::pipeline::{
+    from_fn, sync, BoxFuture, Envelope, EnvelopeMut, Flow, FnMiddleware, Hooks, Middleware, Next,
+    SyncMiddleware,
+};
 pub use authorize::Authorize;
 pub use logging::Logging;
 #[cfg(feature = "metrics")]
