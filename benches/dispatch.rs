@@ -251,7 +251,7 @@ fn async_publish(c: &mut Criterion) {
         group.throughput(Throughput::Elements(1));
         let bus = EventBus::new();
         for _ in 0..n {
-            bus.subscribe_async(|e: &Flat| {
+            bus.subscribe(|e: &Flat| {
                 let v = e.0;
                 async move { work(v) }
             })

@@ -82,7 +82,7 @@ fn an_async_handler_costs_at_most_one_allocation_per_call() {
     let mut subscriptions = Vec::new();
     for _ in 0..3 {
         let sum = sum.clone();
-        subscriptions.push(bus.subscribe_async(move |e: &Root| {
+        subscriptions.push(bus.subscribe(move |e: &Root| {
             let (sum, n) = (sum.clone(), e.n as usize);
             async move {
                 sum.fetch_add(n, Ordering::Relaxed);

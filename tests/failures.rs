@@ -118,7 +118,7 @@ async fn panicking_closures_are_contained_too() {
     let _sync = bus.subscribe_with(SubscribeOptions::new().name("sync"), |_: &Charge| -> () {
         panic!("closure panic")
     });
-    let _async = bus.subscribe_async_with(SubscribeOptions::new().name("async"), |e: &Charge| {
+    let _async = bus.subscribe_with(SubscribeOptions::new().name("async"), |e: &Charge| {
         let cents = e.cents;
         async move {
             tokio::task::yield_now().await;

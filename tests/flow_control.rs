@@ -20,7 +20,7 @@ async fn handlers_of_one_priority_run_concurrently_and_levels_stay_ordered() {
     let log = Arc::new(Mutex::new(Vec::new()));
     for name in ["inventory", "email"] {
         let (barrier, log) = (barrier.clone(), log.clone());
-        bus.subscribe_async_with(
+        bus.subscribe_with(
             SubscribeOptions::new().name(name).priority(10),
             move |_: &Order| {
                 let (barrier, log) = (barrier.clone(), log.clone());
@@ -59,7 +59,7 @@ async fn an_emit_flood_past_the_cap_is_refused_with_the_event_handed_back() {
     let gate = Arc::new(Notify::new());
     let handled = Arc::new(AtomicUsize::new(0));
     let (g, h) = (gate.clone(), handled.clone());
-    let _sub = bus.subscribe_async(move |_: &Order| {
+    let _sub = bus.subscribe(move |_: &Order| {
         let (g, h) = (g.clone(), h.clone());
         async move {
             g.notified().await;
@@ -109,7 +109,7 @@ async fn an_emit_flood_past_the_cap_is_refused_with_the_event_handed_back() {
 #[tokio::test]
 async fn shutdown_with_a_deadline_reports_what_did_not_finish() {
     let bus = EventBus::new();
-    let _sub = bus.subscribe_async(|e: &Order| {
+    let _sub = bus.subscribe(|e: &Order| {
         let stuck = e.0 == 2;
         async move {
             if stuck {
@@ -136,7 +136,7 @@ async fn shutdown_while_handlers_run_finishes_them() {
     let bus = EventBus::new();
     let done = Arc::new(AtomicUsize::new(0));
     let d = done.clone();
-    let _sub = bus.subscribe_async(move |_: &Order| {
+    let _sub = bus.subscribe(move |_: &Order| {
         let d = d.clone();
         async move {
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -15,7 +15,7 @@ struct Step(u32);
 fn counter(bus: &EventBus) -> (Arc<AtomicUsize>, Subscription) {
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
-    let sub = bus.subscribe_async(move |_: &Job| {
+    let sub = bus.subscribe(move |_: &Job| {
         let c = c.clone();
         async move {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -92,7 +92,7 @@ async fn concurrent_publishes_do_not_serialize_on_handler_calls() {
         barrier.wait().await;
     }
     let b = barrier.clone();
-    let _sub = bus.subscribe_async(move |e: &Job| {
+    let _sub = bus.subscribe(move |e: &Job| {
         let b = b.clone();
         let job = Job(e.0);
         async move { meet(&job, b).await }
@@ -169,7 +169,7 @@ async fn a_subscription_outliving_its_bus_drops_quietly() {
 async fn a_detached_context_publishes_after_an_await_with_the_same_lineage() {
     use std::sync::Mutex;
     let bus = EventBus::new();
-    let _job = bus.subscribe_async(|_: &Job, ctx: Context<'_>| {
+    let _job = bus.subscribe(|_: &Job, ctx: Context<'_>| {
         let ctx = ctx.detach();
         async move {
             tokio::time::sleep(Duration::from_millis(1)).await;

@@ -143,7 +143,7 @@ async fn a_transform_changes_the_event_and_headers_that_handlers_and_follow_ups_
         .unwrap();
     let seen: Log = Arc::default();
     let s = seen.clone();
-    let _user = bus.subscribe_async(move |e: &UserRegistered, ctx: Context<'_>| {
+    let _user = bus.subscribe(move |e: &UserRegistered, ctx: Context<'_>| {
         s.lock().unwrap().push(format!(
             "{} {} tenant={:?}",
             e.email,
@@ -504,7 +504,7 @@ async fn an_emitted_events_handlers_run_inside_the_emitters_span() {
     let (buffer, _guard) = capture_logs(tracing::Level::INFO);
 
     let bus = EventBus::new();
-    let _sub = bus.subscribe_async(|_: &Heartbeat| async { tracing::info!("beat handled") });
+    let _sub = bus.subscribe(|_: &Heartbeat| async { tracing::info!("beat handled") });
     {
         let _request = tracing::info_span!("request", id = 42).entered();
         bus.emit(Heartbeat).unwrap();

@@ -129,13 +129,13 @@ async fn the_bus_default_timeout_applies_to_handlers_without_their_own() {
         .handler_timeout(Duration::from_millis(10))
         .build()
         .unwrap();
-    let _slow = bus.subscribe_async_with(
+    let _slow = bus.subscribe_with(
         SubscribeOptions::new().name("slow"),
         |_: &PaymentCaptured| async {
             tokio::time::sleep(Duration::from_secs(30)).await;
         },
     );
-    let _own = bus.subscribe_async_with(
+    let _own = bus.subscribe_with(
         SubscribeOptions::new()
             .name("patient")
             .timeout(Duration::from_secs(5)),

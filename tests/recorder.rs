@@ -44,7 +44,7 @@ fn bus(recorder: &Recorder) -> EventBus {
         ))
         .build()
         .unwrap();
-    bus.subscribe_async(send_receipt).forever();
+    bus.subscribe(send_receipt).forever();
     bus
 }
 

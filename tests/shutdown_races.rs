@@ -87,7 +87,7 @@ async fn late_emitter(_: &Job, ctx: Context<'_>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follow_up_emitted_after_shutdown_returned_is_refused_like_a_plain_emit() {
     let bus = EventBus::new();
-    let _sub = bus.subscribe_async(late_emitter);
+    let _sub = bus.subscribe(late_emitter);
     let follow_ups = Arc::new(AtomicUsize::new(0));
     let f = follow_ups.clone();
     let _count = bus.subscribe(move |_: &FollowUp| {
@@ -138,7 +138,7 @@ async fn an_emit_wait_parked_on_a_full_bus_is_released_when_shutdown_begins() {
     let bus = EventBus::builder().max_in_flight(1).build().unwrap();
     let release = Arc::new(Notify::new());
     let r = release.clone();
-    let _slow = bus.subscribe_async(move |_: &Job| {
+    let _slow = bus.subscribe(move |_: &Job| {
         let r = r.clone();
         async move { r.notified().await }
     });

@@ -27,8 +27,8 @@ async fn pong_pings(e: &Pong, ctx: Context<'_>) -> Result<(), String> {
 async fn an_endless_publish_chain_is_refused_at_max_depth() {
     let bus = EventBus::builder().max_depth(5).build().unwrap();
     let pong_depths = Arc::new(Mutex::new(Vec::new()));
-    let _a = bus.subscribe_async(ping_pongs);
-    let _b = bus.subscribe_async(pong_pings);
+    let _a = bus.subscribe(ping_pongs);
+    let _b = bus.subscribe(pong_pings);
     let sink = pong_depths.clone();
     // Subscribed after `pong_pings`, so at each level it runs once the chain below has returned.
     let _watch =
@@ -53,8 +53,8 @@ async fn the_refusal_names_the_chain() {
     let bus = EventBus::builder().max_depth(2).build().unwrap();
     let refusal = Arc::new(Mutex::new(None));
     let slot = refusal.clone();
-    let _a = bus.subscribe_async(ping_pongs);
-    let _b = bus.subscribe_async(move |e: &Pong, ctx: Context<'_>| {
+    let _a = bus.subscribe(ping_pongs);
+    let _b = bus.subscribe(move |e: &Pong, ctx: Context<'_>| {
         // A closure's future cannot borrow ctx, so it publishes synchronously via emit instead.
         let result = ctx.emit(Ping(e.0 + 1)).map_err(|e| e.kind().clone());
         let slot = slot.clone();

@@ -238,7 +238,7 @@ async fn sync_and_async_middleware_mix_in_the_order_added() {
     handler(&bus, &log);
     // An async handler too: the hooks wait for it.
     let l = log.clone();
-    bus.subscribe_async(move |_: &Base| {
+    bus.subscribe(move |_: &Base| {
         let l = l.clone();
         async move {
             tokio::task::yield_now().await;

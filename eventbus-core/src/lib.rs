@@ -112,9 +112,7 @@ pub use engine::{DispatchMode, ShutdownReport, UnfinishedEvent};
 pub use event::{
     AnyEvent, Event, EventExt, EventId, EventMeta, EventType, Headers, ParseEventIdError,
 };
-pub use handler::{
-    AsyncHandler, Context, IntoHandlerResult, OwnedContext, State, SubscribeOptions, SyncHandler,
-};
+pub use handler::{Context, Handler, IntoHandlerResult, OwnedContext, State, SubscribeOptions};
 pub use report::{
     EmitError, EmitErrorKind, FailureKind, HandlerFailure, PublishError, PublishReport, Refusal,
 };

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let recorder = Recorder::new();
 /// let bus = EventBus::builder().middleware(recorder.clone()).build().unwrap();
-/// let _sub = bus.subscribe_async(|e: &OrderPlaced, ctx: Context<'_>| {
+/// let _sub = bus.subscribe(|e: &OrderPlaced, ctx: Context<'_>| {
 ///     let invoice = InvoiceSent { order: e.id };
 ///     let sent = ctx.emit(invoice).is_ok();
 ///     async move { assert!(sent) }

@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .broadcast::<ParcelShipped>(NOTIFICATIONS)
         .build()?;
     let bus = EventBus::builder().middleware(bridge.outbound()).build()?;
-    bus.subscribe_async(ship).forever();
+    bus.subscribe(ship).forever();
     bridge.start(&bus).await?;
     println!(
         "[shipping] instance {} waiting for orders",

@@ -4,9 +4,7 @@ use super::EventBus;
 use crate::engine::pipeline::{Layer, Middleware};
 use crate::engine::{Config, DispatchMode, Router};
 use crate::event::{Event, EventType};
-use crate::handler::{
-    all_handlers, Callable, Context, HandlerEntry, Selection, SharedState, StateKeys,
-};
+use crate::handler::{all_handlers, Callable, Context, HandlerEntry, Selection, StateKeys};
 use crate::report::PublishReport;
 use rustc_hash::FxHashMap;
 use std::any::{Any, TypeId};
@@ -45,8 +43,6 @@ use std::time::Duration;
 pub struct EventBusBuilder {
     selection: Selection,
     shared_handler_names: bool,
-    /// Each state with its type name, for errors.
-    states: FxHashMap<TypeId, (&'static str, SharedState)>,
     duplicate_states: Vec<&'static str>,
     config: Config,
 }
@@ -98,6 +94,7 @@ impl EventBusBuilder {
     pub fn state_arc<T: Any + Send + Sync>(mut self, state: Arc<T>) -> Self {
         let name = std::any::type_name::<T>();
         if self
+            .config
             .states
             .insert(TypeId::of::<T>(), (name, state))
             .is_some()
@@ -221,7 +218,7 @@ impl EventBusBuilder {
             (registration.declare_states)(&mut keys);
             let mut states = Vec::with_capacity(keys.len());
             for key in &keys {
-                match self.states.get(&key.type_id) {
+                match self.config.states.get(&key.type_id) {
                     Some((_, state)) => states.push(Arc::clone(state)),
                     None => problems.push(BuildProblem::MissingState {
                         handler: registration.name.to_owned(),
@@ -236,10 +233,7 @@ impl EventBusBuilder {
                     priority: registration.priority,
                     event: registration.event,
                     registered: true,
-                    callable: Callable::Fn {
-                        f: registration.call,
-                        states: states.into(),
-                    },
+                    callable: Callable::of_fn(registration.call, states.into()),
                     policy: registration.policy.to_policy(),
                 });
             }
@@ -296,6 +290,7 @@ impl fmt::Debug for EventBusBuilder {
             .field(
                 "states",
                 &self
+                    .config
                     .states
                     .values()
                     .map(|(name, _)| name)

@@ -9,10 +9,7 @@ pub use subscription::Subscription;
 
 use crate::engine::{Config, Engine, Router, ShutdownReport};
 use crate::event::{Event, EventMeta, EventType, Headers, OwnedEvent};
-use crate::handler::{
-    async_callable, sync_callable, AsyncHandler, Callable, HandlerEntry, SubscribeOptions,
-    SyncHandler,
-};
+use crate::handler::{Callable, Handler, HandlerEntry, SubscribeOptions};
 use crate::report::{EmitError, PublishReport};
 use std::fmt;
 use std::panic::Location;
@@ -158,43 +155,9 @@ impl EventBus {
         self.engine.run(event, meta).await
     }
 
-    /// Subscribes a closure or fn taking `&E` (and optionally [`Context`](crate::Context)), returning `()` or
-    /// `Result<(), E>`. It receives every `E`, including every event derived from `E`.
-    ///
-    /// ```
-    /// use eventbus_core::{Context, Event, EventBus};
-    ///
-    /// #[derive(Event)]
-    /// struct Shipped { parcel: u32 }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let bus = EventBus::new();
-    /// let _log = bus.subscribe(|e: &Shipped, ctx: Context| println!("{} {}", ctx.event_name(), e.parcel));
-    /// let _check = bus.subscribe(|e: &Shipped| if e.parcel == 0 { Err("no parcel") } else { Ok(()) });
-    /// assert!(bus.publish(Shipped { parcel: 7 }).await.is_ok());
-    /// # }
-    /// ```
-    #[track_caller]
-    pub fn subscribe<E: Event, Args>(&self, handler: impl SyncHandler<E, Args>) -> Subscription {
-        self.subscribe_with(SubscribeOptions::new(), handler)
-    }
-
-    /// [`subscribe`](Self::subscribe) with a priority and a name.
-    #[track_caller]
-    pub fn subscribe_with<E: Event, Args>(
-        &self,
-        options: SubscribeOptions,
-        handler: impl SyncHandler<E, Args>,
-    ) -> Subscription {
-        self.add::<E>(
-            options,
-            sync_callable::<E, Args>(handler),
-            Location::caller(),
-        )
-    }
-
-    /// Subscribes an `async fn` taking `&E` (and optionally [`Context`](crate::Context)), or a closure returning
-    /// a `Send + 'static` future.
+    /// Subscribes a handler of `E`: a closure or fn, sync or async (see [`Handler`] for the
+    /// parameters it may take: `Context`, `State<T>`, `OwnedContext`). It receives every `E`,
+    /// including every event derived from `E`.
     ///
     /// ```
     /// use eventbus_core::{Context, Event, EventBus};
@@ -210,37 +173,55 @@ impl EventBus {
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let bus = EventBus::new();
-    /// let _a = bus.subscribe_async(notify);
-    /// let _b = bus.subscribe_async(|e: &Shipped| {
+    /// let _log = bus.subscribe(|e: &Shipped, ctx: Context| println!("{} {}", ctx.event_name(), e.parcel));
+    /// let _check = bus.subscribe(|e: &Shipped| if e.parcel == 0 { Err("no parcel") } else { Ok(()) });
+    /// let _notify = bus.subscribe(notify);
+    /// let _later = bus.subscribe(|e: &Shipped| {
     ///     let parcel = e.parcel; // a closure's future cannot borrow the event: copy what it needs
     ///     async move { println!("parcel {parcel}") }
     /// });
-    /// assert_eq!(bus.publish(Shipped { parcel: 7 }).await.handled(), 2);
+    /// assert_eq!(bus.publish(Shipped { parcel: 7 }).await.handled(), 4);
     /// # }
     /// ```
+    ///
+    /// A `State<T>` the builder was not given cannot be checked at compile time: such a
+    /// handler is logged as an error when subscribed, and each of its calls fails with an error
+    /// naming the type (in the report, never in silence).
     #[track_caller]
-    pub fn subscribe_async<E: Event, Args, H>(&self, handler: H) -> Subscription
-    where
-        H: for<'a> AsyncHandler<'a, E, Args>,
-    {
-        self.subscribe_async_with(SubscribeOptions::new(), handler)
+    pub fn subscribe<E: Event, Args>(&self, handler: impl Handler<E, Args>) -> Subscription {
+        self.subscribe_with(SubscribeOptions::new(), handler)
     }
 
-    /// [`subscribe_async`](Self::subscribe_async) with a priority and a name.
+    /// [`subscribe`](Self::subscribe) with a priority, a name and a failure policy.
     #[track_caller]
-    pub fn subscribe_async_with<E: Event, Args, H>(
+    pub fn subscribe_with<E: Event, Args, H: Handler<E, Args>>(
         &self,
         options: SubscribeOptions,
         handler: H,
-    ) -> Subscription
-    where
-        H: for<'a> AsyncHandler<'a, E, Args>,
-    {
-        self.add::<E>(
-            options,
-            async_callable::<E, Args, H>(handler),
-            Location::caller(),
-        )
+    ) -> Subscription {
+        let location = Location::caller();
+        let name = options.name.clone().map_or_else(
+            || {
+                format!(
+                    "{} subscriber at {}:{}",
+                    E::TYPE.name(),
+                    location.file(),
+                    location.line()
+                )
+            },
+            String::from,
+        );
+        let callable = match self.engine.states_for(H::declare) {
+            Ok(states) => handler.into_callable(states),
+            Err(missing) => {
+                let message = format!(
+                    "handler `{name}` takes `State<{missing}>`, which the builder was not given"
+                );
+                tracing::error!("{message}");
+                Callable::Sync(Box::new(move |_, _| Err(message.clone())))
+            }
+        };
+        self.add::<E>(options, name, callable)
     }
 
     /// The handlers a published `E` would reach, in the order they would run.
@@ -268,24 +249,12 @@ impl EventBus {
         self.engine.config.max_depth
     }
 
-    #[track_caller]
     fn add<E: Event>(
         &self,
         options: SubscribeOptions,
+        name: String,
         callable: Callable,
-        location: &Location<'_>,
     ) -> Subscription {
-        let name = options.name.map_or_else(
-            || {
-                format!(
-                    "{} subscriber at {}:{}",
-                    E::TYPE.name(),
-                    location.file(),
-                    location.line()
-                )
-            },
-            String::from,
-        );
         let id = self.engine.router.add(HandlerEntry {
             id: 0,
             name: name.into(),

@@ -22,11 +22,12 @@ pub use lifecycle::{ShutdownReport, UnfinishedEvent};
 pub(crate) use router::Router;
 
 use crate::event::{ErasedEvent, EventId, EventMeta, Headers};
-use crate::handler::{Context, FollowUps};
+use crate::handler::{Context, FollowUps, SharedState, StateKeys};
 use crate::report::{EmitErrorKind, PublishReport, Refusal};
 use emit_queue::EmitQueue;
 use pipeline::Layer;
 use rustc_hash::FxHashMap;
+use std::any::TypeId;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -61,10 +62,29 @@ pub(crate) struct Config {
     pub(crate) layers: Vec<Layer>,
     pub(crate) on_dead_event: Option<DeadEventHook>,
     pub(crate) on_failure: Option<FailureHook>,
+    /// The state given to the builder, by type: what `State<T>` parameters receive.
+    pub(crate) states: FxHashMap<TypeId, (&'static str, SharedState)>,
 }
 
 pub(crate) type DeadEventHook = Arc<dyn for<'a> Fn(Context<'a>) + Send + Sync>;
 pub(crate) type FailureHook = Arc<dyn Fn(&PublishReport) + Send + Sync>;
+
+impl Config {
+    /// See [`Engine::states_for`].
+    pub(crate) fn resolve_states(
+        &self,
+        declare: fn(&mut StateKeys),
+    ) -> Result<Box<[SharedState]>, &'static str> {
+        let mut keys = StateKeys::new();
+        declare(&mut keys);
+        keys.iter()
+            .map(|key| match self.states.get(&key.type_id) {
+                Some((_, state)) => Ok(Arc::clone(state)),
+                None => Err(key.type_name),
+            })
+            .collect()
+    }
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -76,6 +96,7 @@ impl Default for Config {
             layers: Vec::new(),
             on_dead_event: None,
             on_failure: None,
+            states: FxHashMap::default(),
         }
     }
 }
@@ -137,6 +158,15 @@ impl Engine {
         self.layers()
             .iter()
             .filter_map(|layer| layer.as_any().downcast_ref::<M>())
+    }
+
+    /// The states a handler declares (through `declare`), in order; `Err` names the first
+    /// one this bus was not given.
+    pub(crate) fn states_for(
+        &self,
+        declare: fn(&mut StateKeys),
+    ) -> Result<Box<[SharedState]>, &'static str> {
+        self.config.resolve_states(declare)
     }
 
     /// Whether shutdown has begun.

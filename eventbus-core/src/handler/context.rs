@@ -167,7 +167,7 @@ impl<'a> Context<'a> {
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let bus = EventBus::new();
-    /// let _ping = bus.subscribe_async(|_: &Ping, ctx: Context<'_>| {
+    /// let _ping = bus.subscribe(|_: &Ping, ctx: Context<'_>| {
     ///     let ctx = ctx.detach();
     ///     async move {
     ///         tokio::task::yield_now().await; // stands in for real work

@@ -11,7 +11,7 @@ pub use context::{Context, OwnedContext};
 pub(crate) use registry::{all_handlers, Selection};
 pub use registry::{EventRegistration, HandlerRegistration};
 
-pub use state::{HandlerParam, SharedState, State, StateCursor, StateKeys};
+pub use state::{HandlerParam, OwnedParam, SharedState, State, StateCursor, StateKeys};
 
 use crate::event::{event_part, Event, EventPart, EventType};
 use crate::report::{FailureKind, HandlerFailure};
@@ -58,10 +58,14 @@ impl<E: Display> IntoHandlerResult for Result<(), E> {
 #[derive(Clone, Copy)]
 pub enum HandlerFn {
     /// A plain `fn`.
-    Sync(for<'a> fn(&'a EventPart, Context<'a>, &'a [SharedState]) -> HandlerResult),
-    /// An `async fn`.
+    Sync(for<'a, 's> fn(&'a EventPart, Context<'a>, &'s [SharedState]) -> HandlerResult),
+    /// An `async fn` (its future never borrows the state: that is taken before).
     Async(
-        for<'a> fn(&'a EventPart, Context<'a>, &'a [SharedState]) -> BoxFuture<'a, HandlerResult>,
+        for<'a, 's> fn(
+            &'a EventPart,
+            Context<'a>,
+            &'s [SharedState],
+        ) -> BoxFuture<'a, HandlerResult>,
     ),
 }
 
@@ -74,31 +78,42 @@ impl fmt::Debug for HandlerFn {
     }
 }
 
-type SyncCall = dyn for<'a> Fn(&'a EventPart, Context<'a>) -> HandlerResult + Send + Sync;
-type AsyncCall =
+type SyncCallFn = dyn for<'a> Fn(&'a EventPart, Context<'a>) -> HandlerResult + Send + Sync;
+type AsyncCallFn =
     dyn for<'a> Fn(&'a EventPart, Context<'a>) -> BoxFuture<'a, HandlerResult> + Send + Sync;
 
-/// A handler ready to be called: link-time fns and runtime closures alike.
-pub(crate) enum Callable {
-    /// A `#[handler]` fn with the state it declared, resolved by the builder.
-    Fn {
-        f: HandlerFn,
-        states: Box<[SharedState]>,
-    },
-    SyncClosure(Box<SyncCall>),
-    AsyncClosure(Box<AsyncCall>),
+/// A handler ready to be called: `#[handler]` fns and runtime subscriptions alike, with the
+/// state they take already resolved.
+#[doc(hidden)]
+pub enum Callable {
+    /// A sync handler.
+    Sync(Box<SyncCallFn>),
+    /// An async handler.
+    Async(Box<AsyncCallFn>),
+}
+
+impl fmt::Debug for Callable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Callable::Sync(_) => "Callable::Sync",
+            Callable::Async(_) => "Callable::Async",
+        })
+    }
 }
 
 impl Callable {
+    /// A `#[handler]` fn with the states it declared.
+    pub(crate) fn of_fn(f: HandlerFn, states: Box<[SharedState]>) -> Self {
+        match f {
+            HandlerFn::Sync(f) => Callable::Sync(Box::new(move |part, ctx| f(part, ctx, &states))),
+            HandlerFn::Async(f) => {
+                Callable::Async(Box::new(move |part, ctx| f(part, ctx, &states)))
+            }
+        }
+    }
+
     pub(crate) fn is_async(&self) -> bool {
-        matches!(
-            self,
-            Callable::AsyncClosure(_)
-                | Callable::Fn {
-                    f: HandlerFn::Async(_),
-                    ..
-                }
-        )
+        matches!(self, Callable::Async(_))
     }
 
     /// Calls a sync handler, turning an `Err` or a panic into a [`FailureKind`]; `None` for
@@ -123,12 +138,8 @@ impl Callable {
         ctx: Context<'_>,
     ) -> Option<HandlerResult> {
         match self {
-            Callable::Fn {
-                f: HandlerFn::Sync(f),
-                states,
-            } => Some(f(part, ctx, states)),
-            Callable::SyncClosure(f) => Some(f(part, ctx)),
-            _ => None,
+            Callable::Sync(f) => Some(f(part, ctx)),
+            Callable::Async(_) => None,
         }
     }
 
@@ -138,15 +149,10 @@ impl Callable {
         part: &'a EventPart,
         ctx: Context<'a>,
     ) -> Result<(), FailureKind> {
-        let outcome = match self {
-            Callable::Fn {
-                f: HandlerFn::Async(f),
-                states,
-            } => catch_unwind_async(|| f(part, ctx, states)).await,
-            Callable::AsyncClosure(f) => catch_unwind_async(|| f(part, ctx)).await,
-            sync => return sync.call_sync(part, ctx).expect("not async"),
-        };
-        to_failure(outcome)
+        match self {
+            Callable::Async(f) => to_failure(catch_unwind_async(|| f(part, ctx)).await),
+            sync => sync.call_sync(part, ctx).expect("not async"),
+        }
     }
 }
 
@@ -363,58 +369,93 @@ impl fmt::Debug for SubscribeOptions {
     }
 }
 
-/// A closure or fn usable with [`EventBus::subscribe`](crate::EventBus::subscribe):
-/// `Fn(&E)` or `Fn(&E, Context)`, returning `()` or `Result<(), E: Display>`.
+/// A handler of `E` that [`EventBus::subscribe`](crate::EventBus::subscribe) takes: a fn or
+/// closure, sync or async, whose first parameter is the event (`&E`), optionally followed by
+/// [`Context`], then up to three parameters taken from the bus: [`State<T>`] (state given to
+/// the builder) and [`OwnedContext`] (a `'static` context, for an async closure that publishes
+/// after an `.await`). It returns `()` or `Result<(), E: Display>`, or a future of one.
 ///
-/// `Args` only tells the two shapes apart: `()` for `Fn(&E)`, `(Context,)` for `Fn(&E, Context)`.
-// A label of our own keeps the closure's type, which holds the source path, out of the label:
-// rustc moves a label that got too long, so the message would depend on where the crate lives.
-#[diagnostic::on_unimplemented(
-    message = "this cannot be subscribed as a synchronous handler of `{E}`",
-    label = "not a synchronous handler",
-    note = "use a closure or fn taking `&{E}` (and optionally `Context`) returning `()` or `Result<(), E>`; for async code use `subscribe_async`"
-)]
-pub trait SyncHandler<E, Args>: Send + Sync + 'static {
-    #[doc(hidden)]
-    fn call(&self, event: &E, ctx: Context<'_>) -> HandlerResult;
-}
-
-impl<E, F, R> SyncHandler<E, ()> for F
-where
-    F: Fn(&E) -> R + Send + Sync + 'static,
-    R: IntoHandlerResult,
-{
-    fn call(&self, event: &E, _: Context<'_>) -> HandlerResult {
-        self(event).into_handler_result()
-    }
-}
-
-impl<E, F, R> SyncHandler<E, (Context<'static>,)> for F
-where
-    F: for<'a> Fn(&E, Context<'a>) -> R + Send + Sync + 'static,
-    R: IntoHandlerResult,
-{
-    fn call(&self, event: &E, ctx: Context<'_>) -> HandlerResult {
-        self(event, ctx).into_handler_result()
-    }
-}
-
-/// An async fn or closure usable with
-/// [`EventBus::subscribe_async`](crate::EventBus::subscribe_async): `async fn(&E)` or
-/// `async fn(&E, Context)`, or a closure returning a `Send + 'static` future.
+/// `Args` tells the shapes apart and is always inferred. The same parameters work for
+/// `#[handler]` fns, in any order there.
 ///
-/// An `async fn` may borrow the event across `.await`; a closure's future cannot (a Rust
-/// limitation of closures returning borrowing futures), so clone what it needs first.
+/// An `async fn` may borrow the event and its `Context` across `.await`; a closure's future
+/// cannot borrow its arguments (a Rust limitation of closures), so it copies what it needs
+/// from the event and takes an `OwnedContext`.
+///
+/// ```
+/// use eventbus_core::{Context, Event, EventBus, OwnedContext, State};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// #[derive(Event)]
+/// struct Paid { cents: u64 }
+/// #[derive(Event)]
+/// struct Receipt { cents: u64 }
+///
+/// #[derive(Default)]
+/// struct Ledger { total: AtomicU64 }
+///
+/// async fn audit(e: &Paid, ctx: Context<'_>) {
+///     tokio::task::yield_now().await;
+///     println!("{} cents, event {}", e.cents, ctx.event_id()); // borrowed after an await
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let bus = EventBus::builder().state(Ledger::default()).build().unwrap();
+/// // sync, with state
+/// let _a = bus.subscribe(|e: &Paid, ledger: State<Ledger>| {
+///     ledger.total.fetch_add(e.cents, Ordering::Relaxed);
+/// });
+/// // async closure that publishes after an await
+/// let _b = bus.subscribe(|e: &Paid, ctx: OwnedContext| {
+///     let cents = e.cents;
+///     async move {
+///         tokio::task::yield_now().await;
+///         ctx.publish(Receipt { cents }).await.into_result().map(drop)
+///     }
+/// });
+/// // async fn borrowing its arguments
+/// let _c = bus.subscribe(audit);
+/// assert_eq!(bus.publish(Paid { cents: 250 }).await.handled(), 3);
+/// # }
+/// ```
 #[diagnostic::on_unimplemented(
-    message = "this cannot be subscribed as an async handler of `{E}`",
-    label = "not an async handler",
-    note = "use an `async fn` taking `&{E}` (and optionally `Context`), or a closure returning a `Send + 'static` future"
+    message = "this cannot be subscribed as a handler of `{E}`",
+    label = "not a handler",
+    note = "a handler takes `&{E}`, optionally `Context` right after it, then up to three of `State<T>` and `OwnedContext`; it returns `()`, `Result<(), E: Display>` or a `Send + 'static` future of one (an `async fn` may borrow its arguments)"
 )]
-pub trait AsyncHandler<'a, E: 'a, Args>: Send + Sync + 'static {
+pub trait Handler<E, Args>: Send + Sync + 'static {
+    /// The state types it takes, in order.
     #[doc(hidden)]
+    fn declare(states: &mut StateKeys);
+
+    /// Its callable, given the states it declared, in order.
+    #[doc(hidden)]
+    fn into_callable(self, states: Box<[SharedState]>) -> Callable;
+}
+
+/// The shapes of [`Handler`]: sync or async, with or without `Context` after the event.
+#[doc(hidden)]
+pub mod shape {
+    /// `Fn(&E, ..) -> R`.
+    #[derive(Debug)]
+    pub enum Sync {}
+    /// `Fn(&E, Context, ..) -> R`.
+    #[derive(Debug)]
+    pub enum SyncWithContext {}
+    /// `Fn(&E, ..) -> impl Future`.
+    #[derive(Debug)]
+    pub enum Async {}
+    /// `Fn(&E, Context, ..) -> impl Future`.
+    #[derive(Debug)]
+    pub enum AsyncWithContext {}
+}
+
+/// An async handler for one borrow `'a` of the event and context: how an `async fn` whose
+/// future borrows its arguments is named for every `'a` at once.
+#[doc(hidden)]
+pub trait AsyncCall<'a, E: 'a, Args>: Send + Sync + 'static {
     type Future: Future<Output = HandlerResult> + Send + 'a;
-    #[doc(hidden)]
-    fn call(&self, event: &'a E, ctx: Context<'a>) -> Self::Future;
+    fn call(&self, event: &'a E, ctx: Context<'a>, states: &mut StateCursor<'_>) -> Self::Future;
 }
 
 /// An async handler's future with its output normalised.
@@ -424,39 +465,119 @@ fn normalise<Fut: Future<Output: IntoHandlerResult>>(future: Fut) -> Normalised<
     future.map(IntoHandlerResult::into_handler_result as fn(Fut::Output) -> HandlerResult)
 }
 
-impl<'a, E: 'a, F, Fut> AsyncHandler<'a, E, ()> for F
-where
-    F: Fn(&'a E) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output: IntoHandlerResult> + Send + 'a,
-{
-    type Future = Normalised<Fut>;
-    fn call(&self, event: &'a E, _: Context<'a>) -> Self::Future {
-        normalise(self(event))
-    }
+/// Implements [`Handler`] (and [`AsyncCall`]) for the four shapes with the given extra
+/// parameters, each taken from the bus (`for<'a> HandlerParam<'a>`: owned, like `State<T>`).
+macro_rules! shapes {
+    ($($param:ident),*) => {
+        #[allow(non_snake_case, unused_variables, unused_mut)]
+        impl<E: Event, F, R, $($param,)*> Handler<E, (shape::Sync, $($param,)*)> for F
+        where
+            F: Fn(&E, $($param,)*) -> R + Send + Sync + 'static,
+            R: IntoHandlerResult,
+            $($param: OwnedParam,)*
+        {
+            fn declare(#[allow(unused_variables)] states: &mut StateKeys) {
+                $(<$param as HandlerParam<'static>>::declare(states);)*
+            }
+
+            fn into_callable(self, states: Box<[SharedState]>) -> Callable {
+                Callable::Sync(Box::new(move |part, ctx| {
+                    let mut cursor = StateCursor::new(&states);
+                    $(let $param = <$param as HandlerParam<'_>>::extract(ctx, &mut cursor);)*
+                    self(event_part::<E>(part), $($param,)*).into_handler_result()
+                }))
+            }
+        }
+
+        #[allow(non_snake_case, unused_variables, unused_mut)]
+        impl<E: Event, F, R, $($param,)*> Handler<E, (shape::SyncWithContext, $($param,)*)> for F
+        where
+            F: for<'a> Fn(&E, Context<'a>, $($param,)*) -> R + Send + Sync + 'static,
+            R: IntoHandlerResult,
+            $($param: OwnedParam,)*
+        {
+            fn declare(#[allow(unused_variables)] states: &mut StateKeys) {
+                $(<$param as HandlerParam<'static>>::declare(states);)*
+            }
+
+            fn into_callable(self, states: Box<[SharedState]>) -> Callable {
+                Callable::Sync(Box::new(move |part, ctx| {
+                    let mut cursor = StateCursor::new(&states);
+                    $(let $param = <$param as HandlerParam<'_>>::extract(ctx, &mut cursor);)*
+                    self(event_part::<E>(part), ctx, $($param,)*).into_handler_result()
+                }))
+            }
+        }
+
+        #[allow(non_snake_case, unused_variables, unused_mut)]
+        impl<'a, E: 'a, F, Fut, $($param,)*> AsyncCall<'a, E, (shape::Async, $($param,)*)> for F
+        where
+            F: Fn(&'a E, $($param,)*) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output: IntoHandlerResult> + Send + 'a,
+            $($param: OwnedParam,)*
+        {
+            type Future = Normalised<Fut>;
+            fn call(&self, event: &'a E, ctx: Context<'a>, cursor: &mut StateCursor<'_>) -> Self::Future {
+                $(let $param = <$param as HandlerParam<'a>>::extract(ctx, cursor);)*
+                normalise(self(event, $($param,)*))
+            }
+        }
+
+        #[allow(non_snake_case, unused_variables, unused_mut)]
+        impl<'a, E: 'a, F, Fut, $($param,)*> AsyncCall<'a, E, (shape::AsyncWithContext, $($param,)*)> for F
+        where
+            F: Fn(&'a E, Context<'a>, $($param,)*) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output: IntoHandlerResult> + Send + 'a,
+            $($param: OwnedParam,)*
+        {
+            type Future = Normalised<Fut>;
+            fn call(&self, event: &'a E, ctx: Context<'a>, cursor: &mut StateCursor<'_>) -> Self::Future {
+                $(let $param = <$param as HandlerParam<'a>>::extract(ctx, cursor);)*
+                normalise(self(event, ctx, $($param,)*))
+            }
+        }
+
+        impl<E: Event, F, $($param,)*> Handler<E, (shape::Async, $($param,)*)> for F
+        where
+            F: for<'a> AsyncCall<'a, E, (shape::Async, $($param,)*)>,
+            $($param: OwnedParam,)*
+        {
+            fn declare(#[allow(unused_variables)] states: &mut StateKeys) {
+                $(<$param as HandlerParam<'static>>::declare(states);)*
+            }
+
+            fn into_callable(self, states: Box<[SharedState]>) -> Callable {
+                async_callable::<E, (shape::Async, $($param,)*), F>(self, states)
+            }
+        }
+
+        impl<E: Event, F, $($param,)*> Handler<E, (shape::AsyncWithContext, $($param,)*)> for F
+        where
+            F: for<'a> AsyncCall<'a, E, (shape::AsyncWithContext, $($param,)*)>,
+            $($param: OwnedParam,)*
+        {
+            fn declare(#[allow(unused_variables)] states: &mut StateKeys) {
+                $(<$param as HandlerParam<'static>>::declare(states);)*
+            }
+
+            fn into_callable(self, states: Box<[SharedState]>) -> Callable {
+                async_callable::<E, (shape::AsyncWithContext, $($param,)*), F>(self, states)
+            }
+        }
+    };
 }
 
-impl<'a, E: 'a, F, Fut> AsyncHandler<'a, E, (Context<'static>,)> for F
-where
-    F: Fn(&'a E, Context<'a>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output: IntoHandlerResult> + Send + 'a,
-{
-    type Future = Normalised<Fut>;
-    fn call(&self, event: &'a E, ctx: Context<'a>) -> Self::Future {
-        normalise(self(event, ctx))
-    }
-}
+shapes!();
+shapes!(P1);
+shapes!(P1, P2);
+shapes!(P1, P2, P3);
 
-pub(crate) fn sync_callable<E: Event, Args>(handler: impl SyncHandler<E, Args>) -> Callable {
-    Callable::SyncClosure(Box::new(move |part, ctx| {
-        handler.call(event_part::<E>(part), ctx)
-    }))
-}
-
-pub(crate) fn async_callable<E: Event, Args, H>(handler: H) -> Callable
+fn async_callable<E: Event, Args, H>(handler: H, states: Box<[SharedState]>) -> Callable
 where
-    H: for<'a> AsyncHandler<'a, E, Args>,
+    H: for<'a> AsyncCall<'a, E, Args>,
 {
-    Callable::AsyncClosure(Box::new(move |part, ctx| {
-        Box::pin(handler.call(event_part::<E>(part), ctx))
+    Callable::Async(Box::new(move |part, ctx| {
+        let mut cursor = StateCursor::new(&states);
+        Box::pin(handler.call(event_part::<E>(part), ctx, &mut cursor))
     }))
 }

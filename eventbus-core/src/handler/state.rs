@@ -1,6 +1,6 @@
 //! Shared state for handlers ([`State`]) and the parameters a handler may take besides its event.
 
-use super::Context;
+use super::{Context, OwnedContext};
 use std::any::{Any, TypeId};
 use std::fmt;
 use std::ops::Deref;
@@ -114,11 +114,12 @@ impl<'a> StateCursor<'a> {
     }
 }
 
-/// A parameter of a handler other than its event: [`Context`] or [`State<T>`].
+/// A parameter of a handler other than its event: [`Context`], [`OwnedContext`] or
+/// [`State<T>`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a handler parameter",
-    label = "not `&Event`, `Context` or `State<T>`",
-    note = "a handler takes its event by reference (`e: &OrderPlaced`), and optionally `ctx: Context` and shared state `State<T>`"
+    label = "not `&Event`, `Context`, `OwnedContext` or `State<T>`",
+    note = "a handler takes its event by reference (`e: &OrderPlaced`), and optionally `ctx: Context` (or `OwnedContext`) and shared state `State<T>`"
 )]
 pub trait HandlerParam<'a>: Sized {
     /// Records the state this parameter needs, if any.
@@ -131,6 +132,27 @@ impl<'a> HandlerParam<'a> for Context<'a> {
     fn declare(_: &mut StateKeys) {}
     fn extract(ctx: Context<'a>, _: &mut StateCursor<'_>) -> Self {
         ctx
+    }
+}
+
+/// A handler parameter owned outright (`State<T>`, `OwnedContext`): what may follow the event
+/// and its optional `Context` in a closure. (`Context` borrows, so it has a place of its own.)
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a parameter here",
+    label = "not `State<T>` or `OwnedContext`",
+    note = "a handler takes `&Event`, then optionally `Context`, then any of `State<T>` and `OwnedContext`"
+)]
+pub trait OwnedParam: for<'a> HandlerParam<'a> + Send + 'static {}
+
+impl OwnedParam for OwnedContext {}
+impl<T: Any + Send + Sync> OwnedParam for State<T> {}
+
+/// A `'static` context: for an async closure, whose future cannot borrow, to publish after an
+/// `.await`. It costs one allocation per call (the metadata is shared, not borrowed).
+impl<'a> HandlerParam<'a> for OwnedContext {
+    fn declare(_: &mut StateKeys) {}
+    fn extract(ctx: Context<'a>, _: &mut StateCursor<'_>) -> Self {
+        ctx.detach()
     }
 }
 

@@ -117,10 +117,11 @@ pub(super) fn expand(def: &HandlerDef) -> TokenStream {
                 #(#declares)*
             }
 
+            // The state is taken before any future is made: the future never borrows it.
             fn __eventbus_call<'a>(
                 event: &'a #private::EventPart,
                 ctx: #krate::Context<'a>,
-                states: &'a [#private::SharedState],
+                states: &[#private::SharedState],
             ) -> #return_ty {
                 let mut cursor = #private::StateCursor::new(states);
                 #(#bindings)*
