@@ -153,3 +153,171 @@ async fn sync_and_async_closures_share_one_policy() {
     assert!(bus.publish(Paid { cents: 1 }).await.is_ok());
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
 }
+
+// Async handlers awaited one after another have their futures built in one buffer per
+// publish (see `handler/in_place.rs`): these tests drive that path through panics,
+// cancellation and futures of different sizes.
+
+/// Counts the drops of the futures that hold one.
+struct DropCount(Arc<AtomicU64>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn async_handlers_with_small_and_large_futures_keep_their_state_across_awaits() {
+    let bus = bus();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    // A future with almost nothing in it...
+    bus.subscribe(move |e: &Paid| {
+        let s = s.clone();
+        let cents = e.cents;
+        async move {
+            tokio::task::yield_now().await;
+            s.lock().unwrap().push(("small", cents));
+        }
+    })
+    .forever();
+    // ...then one holding 4 KiB across an await, larger than the buffer a smaller one used.
+    let s = seen.clone();
+    bus.subscribe(move |e: &Paid| {
+        let s = s.clone();
+        let cents = e.cents;
+        async move {
+            let buffer = [cents as u8; 4096];
+            tokio::task::yield_now().await;
+            let sum: u64 = buffer.iter().map(|&b| u64::from(b)).sum();
+            s.lock().unwrap().push(("large", sum / 4096));
+        }
+    })
+    .forever();
+    for cents in 1..=50 {
+        assert!(bus.publish(Paid { cents }).await.is_ok());
+    }
+    let seen = seen.lock().unwrap();
+    let expected: Vec<_> = (1..=50)
+        .flat_map(|c| [("small", c), ("large", c)])
+        .collect();
+    assert_eq!(*seen, expected);
+}
+
+#[tokio::test]
+async fn an_async_handler_panicking_before_or_after_an_await_fails_alone() {
+    let bus = bus();
+    let ran = Arc::new(AtomicU64::new(0));
+    let drops = Arc::new(AtomicU64::new(0));
+    let d = drops.clone();
+    bus.subscribe(move |e: &Paid| {
+        let guard = DropCount(d.clone());
+        let cents = e.cents;
+        async move {
+            let _guard = guard;
+            if cents == 1 {
+                panic!("before the await");
+            }
+            tokio::task::yield_now().await;
+            if cents == 2 {
+                panic!("after the await");
+            }
+        }
+    })
+    .forever();
+    let r = ran.clone();
+    bus.subscribe(move |_: &Paid| {
+        let r = r.clone();
+        async move {
+            tokio::task::yield_now().await;
+            r.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .forever();
+    for (cents, message) in [
+        (1, Some("before the await")),
+        (2, Some("after the await")),
+        (3, None),
+    ] {
+        let report = bus.publish(Paid { cents }).await;
+        match message {
+            Some(message) => {
+                assert_eq!(report.failures().len(), 1, "{report:?}");
+                assert_eq!(
+                    report.failures()[0].kind(),
+                    &FailureKind::Panic(message.into())
+                );
+            }
+            None => assert!(report.is_ok(), "{report:?}"),
+        }
+    }
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        3,
+        "the other handler ran every time"
+    );
+    assert_eq!(drops.load(Ordering::SeqCst), 3, "each future dropped once");
+}
+
+#[tokio::test]
+async fn a_publish_cancelled_mid_handler_drops_the_handlers_future_once() {
+    let bus = bus();
+    let drops = Arc::new(AtomicU64::new(0));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let d = drops.clone();
+    let st = started.clone();
+    bus.subscribe(move |_: &Paid| {
+        let guard = DropCount(d.clone());
+        let st = st.clone();
+        async move {
+            let _guard = guard;
+            st.notify_one();
+            std::future::pending::<()>().await;
+        }
+    })
+    .forever();
+    for round in 1..=100 {
+        let publish = bus.publish(Paid { cents: round });
+        tokio::select! {
+            _ = publish => unreachable!("the handler never finishes"),
+            _ = started.notified() => {}
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), round, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tasks_publishing_to_async_handlers_at_once_lose_nothing() {
+    let bus = bus();
+    let total = Arc::new(AtomicU64::new(0));
+    for _ in 0..3 {
+        let t = total.clone();
+        bus.subscribe(move |e: &Paid, ctx: OwnedContext| {
+            let t = t.clone();
+            let cents = e.cents;
+            async move {
+                tokio::task::yield_now().await;
+                assert_eq!(ctx.event_name(), "handler_shapes::Paid");
+                t.fetch_add(cents, Ordering::Relaxed);
+            }
+        })
+        .forever();
+    }
+    let rounds = 5_000u64;
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let bus = bus.clone();
+            tokio::spawn(async move {
+                for cents in 1..=rounds {
+                    assert!(bus.publish(Paid { cents }).await.is_ok());
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let per_task = rounds * (rounds + 1) / 2;
+    assert_eq!(total.load(Ordering::Relaxed), 2 * 3 * per_task);
+}

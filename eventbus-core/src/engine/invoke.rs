@@ -5,9 +5,12 @@ use super::pipeline::{run_afters, run_befores, Envelope, EnvelopeMut, Layer, Nex
 use super::router::{Plan, Step};
 use super::{contain_panic, DispatchMode, Engine};
 use crate::event::{ErasedEvent, EventMeta, EventPart, OwnedEvent};
-use crate::handler::{panicked, Context, HandlerEntry};
+use crate::handler::{
+    call_in_place, panicked, to_failure, Callable, Context, FutureSlot, HandlerEntry,
+};
 use crate::report::{FailureKind, HandlerFailure, PublishReport};
 use backon::{BackoffBuilder, ExponentialBuilder};
+use std::alloc::Layout;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 use tracing::Instrument;
@@ -164,10 +167,15 @@ impl Engine {
         let mut report = PublishReport::new(meta);
         match self.config.mode {
             DispatchMode::Sequential => {
+                // One buffer for the async handlers' futures, built there one after another.
+                let mut slot = FutureSlot::new();
                 for step in plan.steps.iter() {
                     let failure = match self.call_inline(step, event, meta) {
                         Some(failure) => failure,
-                        None => self.call_async(step, event, meta).await,
+                        None => {
+                            let slot = Some((&mut slot, plan.async_layout));
+                            self.call_async(step, event, meta, slot).await
+                        }
                     };
                     report.record(failure);
                 }
@@ -180,7 +188,7 @@ impl Engine {
                     let calls = level.iter().map(|step| async move {
                         match self.call_inline(step, event, meta) {
                             Some(failure) => failure,
-                            None => self.call_async(step, event, meta).await,
+                            None => self.call_async(step, event, meta, None).await,
                         }
                     });
                     for failure in futures_util::future::join_all(calls).await {
@@ -231,12 +239,15 @@ impl Engine {
     }
 
     /// Async handlers, and handlers with a timeout or retries. Only the policy path is boxed:
-    /// its timer state is large, and paying to move it on every call would tax the rest.
+    /// its timer state is large, and paying to move it on every call would tax the rest. With
+    /// a `slot` (and the plan's largest future), a plain async handler's future is built in
+    /// it instead of a box of its own.
     async fn call_async(
         &self,
         step: &Step,
         event: &dyn ErasedEvent,
         meta: &EventMeta,
+        slot: Option<(&mut FutureSlot, Layout)>,
     ) -> Option<HandlerFailure> {
         let handler = &step.handler;
         // A sync handler cannot be interrupted, so only async ones get a timer.
@@ -250,14 +261,18 @@ impl Engine {
         }
         let (part, ctx) = self.prepare(step, event, meta);
         let span = handler_span(handler, meta);
+        let call = async {
+            match (&handler.callable, slot) {
+                (Callable::Async(in_place), Some((slot, hint))) => {
+                    to_failure(call_in_place(&**in_place, slot, hint, part, ctx).await)
+                }
+                (callable, _) => callable.call(part, ctx).await,
+            }
+        };
         let outcome = if span.is_disabled() {
-            handler.callable.call(part, ctx).await
+            call.await
         } else {
-            handler
-                .callable
-                .call(part, ctx)
-                .instrument(span.clone())
-                .await
+            call.instrument(span.clone()).await
         };
         settle(handler, &span, ctx, outcome, 1)
     }

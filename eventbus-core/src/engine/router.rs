@@ -10,10 +10,11 @@
 //!
 //! Nothing depends on link order.
 
-use crate::handler::HandlerEntry;
+use crate::handler::{Callable, HandlerEntry};
 use crate::EventType;
 use arc_swap::ArcSwap;
 use rustc_hash::FxHashMap;
+use std::alloc::Layout;
 use std::any::TypeId;
 use std::cmp::{Ordering, Reverse};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -33,6 +34,9 @@ pub(crate) struct Plan {
     /// Every step is a sync handler without retries, so the whole plan runs to completion
     /// in one go, without a future per call (the hot path of `execute`).
     pub(crate) inline: bool,
+    /// The largest future of its async handlers: what one publish allocates to build them
+    /// in, one after another.
+    pub(crate) async_layout: Layout,
 }
 
 type Plans = FxHashMap<TypeId, Arc<Plan>>;
@@ -132,9 +136,23 @@ fn resolve(handlers: &[Arc<HandlerEntry>], event_type: &'static EventType) -> Pl
     let inline = steps
         .iter()
         .all(|step| !step.handler.callable.is_async() && step.handler.policy.retries == 0);
+    let async_layout = steps
+        .iter()
+        .filter_map(|step| match &step.handler.callable {
+            Callable::Async(handler) => Some(handler.layout()),
+            Callable::Sync(_) => None,
+        })
+        .fold(Layout::new::<()>(), |max, layout| {
+            Layout::from_size_align(
+                max.size().max(layout.size()),
+                max.align().max(layout.align()),
+            )
+            .expect("the larger of two valid layouts is valid")
+        });
     Plan {
         steps: steps.into(),
         inline,
+        async_layout,
     }
 }
 

@@ -3,11 +3,13 @@
 //! one, the parameters it may take ([`Context`], [`State`]) and link-time registration.
 
 mod context;
+mod in_place;
 mod registry;
 mod state;
 
 pub(crate) use context::FollowUps;
 pub use context::{Context, OwnedContext};
+pub(crate) use in_place::{call_in_place, FutureSlot, InPlace};
 pub(crate) use registry::{all_handlers, Selection};
 pub use registry::{EventRegistration, HandlerRegistration};
 
@@ -79,8 +81,6 @@ impl fmt::Debug for HandlerFn {
 }
 
 type SyncCallFn = dyn for<'a> Fn(&'a EventPart, Context<'a>) -> HandlerResult + Send + Sync;
-type AsyncCallFn =
-    dyn for<'a> Fn(&'a EventPart, Context<'a>) -> BoxFuture<'a, HandlerResult> + Send + Sync;
 
 /// A handler ready to be called: `#[handler]` fns and runtime subscriptions alike, with the
 /// state they take already resolved.
@@ -88,8 +88,8 @@ type AsyncCallFn =
 pub enum Callable {
     /// A sync handler.
     Sync(Box<SyncCallFn>),
-    /// An async handler.
-    Async(Box<AsyncCallFn>),
+    /// An async handler, whose future can be built in place.
+    Async(Box<dyn InPlace>),
 }
 
 impl fmt::Debug for Callable {
@@ -106,9 +106,7 @@ impl Callable {
     pub(crate) fn of_fn(f: HandlerFn, states: Box<[SharedState]>) -> Self {
         match f {
             HandlerFn::Sync(f) => Callable::Sync(Box::new(move |part, ctx| f(part, ctx, &states))),
-            HandlerFn::Async(f) => {
-                Callable::Async(Box::new(move |part, ctx| f(part, ctx, &states)))
-            }
+            HandlerFn::Async(f) => Callable::Async(Box::new(in_place::AsyncFn { f, states })),
         }
     }
 
@@ -150,13 +148,13 @@ impl Callable {
         ctx: Context<'a>,
     ) -> Result<(), FailureKind> {
         match self {
-            Callable::Async(f) => to_failure(catch_unwind_async(|| f(part, ctx)).await),
+            Callable::Async(f) => to_failure(catch_unwind_async(|| f.boxed(part, ctx)).await),
             sync => sync.call_sync(part, ctx).expect("not async"),
         }
     }
 }
 
-fn to_failure(outcome: Result<HandlerResult, Panic>) -> Result<(), FailureKind> {
+pub(crate) fn to_failure(outcome: Result<HandlerResult, Panic>) -> Result<(), FailureKind> {
     match outcome {
         Ok(Ok(())) => Ok(()),
         Ok(Err(message)) => Err(FailureKind::Error(message)),
@@ -572,12 +570,11 @@ shapes!(P1);
 shapes!(P1, P2);
 shapes!(P1, P2, P3);
 
-fn async_callable<E: Event, Args, H>(handler: H, states: Box<[SharedState]>) -> Callable
+fn async_callable<E: Event, Args: 'static, H>(handler: H, states: Box<[SharedState]>) -> Callable
 where
     H: for<'a> AsyncCall<'a, E, Args>,
 {
-    Callable::Async(Box::new(move |part, ctx| {
-        let mut cursor = StateCursor::new(&states);
-        Box::pin(handler.call(event_part::<E>(part), ctx, &mut cursor))
-    }))
+    Callable::Async(Box::new(in_place::AsyncClosure::<E, Args, H>::new(
+        handler, states,
+    )))
 }
