@@ -87,8 +87,18 @@
 //! (at-least-once).
 //!
 //! The guide in the repository's `docs/` folder covers all of this at length.
+//!
+//! # Cargo features
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `wire` (default) | [`wire`]: `#[event(distributed)]`, the CloudEvents codec (serde, serde_json, time) |
+//! | `redis` | `redis::RedisBridge` (implies `wire`) |
+//! | `metrics` | `middleware::Metrics`, through the `metrics` facade |
+//! | `opentelemetry` | W3C trace context across the bridge: the sender's span travels as `traceparent`, the receiver's handlers run in a child of it (implies `wire`) |
 
 #![warn(missing_docs, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Generated code names `::eventbus_core`, which must also resolve inside this crate's tests.
 extern crate self as eventbus_core;

@@ -9,6 +9,7 @@ use redis::{PushInfo, PushKind, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 pub(crate) struct Subscriber {
     inner: Arc<Inner>,
@@ -85,7 +86,8 @@ impl Subscriber {
         };
         let report = {
             let (event, meta) = incoming.into_event();
-            bus.publish_received(event, meta).await
+            let span = crate::wire::receive_span(&meta);
+            bus.publish_received(event, meta).instrument(span).await
         };
         Diagnostics::bump(&diagnostics.dispatched);
         if report.is_unhandled() {

@@ -13,6 +13,7 @@ use redis::{AsyncCommands, RedisResult, Value};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 pub(crate) struct Consumer {
     inner: Arc<Inner>,
@@ -213,7 +214,8 @@ impl Consumer {
         }
         let report = {
             let (event, meta) = incoming.into_event();
-            bus.publish_received(event, meta).await
+            let span = crate::wire::receive_span(&meta);
+            bus.publish_received(event, meta).instrument(span).await
         };
         Diagnostics::bump(&diagnostics.dispatched);
         if report.is_unhandled() {

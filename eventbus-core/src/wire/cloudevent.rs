@@ -98,7 +98,11 @@ pub(crate) fn encode(
         .by_type(event_type.type_id())
         .ok_or(EncodeError::NotDistributed(event_type.name()))?;
     let part = event.part(0).expect("level 0 is the event itself");
-    let mut extensions = Vec::new();
+    let trace_context = super::trace_context::outgoing(meta);
+    let mut extensions: Vec<(&str, &str)> = trace_context
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
     for (name, value) in meta.headers.iter() {
         if is_extension_name(name) && !RESERVED.contains(&name) {
             extensions.push((name, value));

@@ -26,6 +26,7 @@
 
 mod cloudevent;
 mod registry;
+mod trace_context;
 
 pub use cloudevent::DecodeError;
 #[cfg_attr(not(feature = "redis"), allow(unused_imports))]
@@ -35,3 +36,5 @@ pub(crate) use registry::registry;
 #[doc(hidden)]
 pub use registry::{decode_event, encode_event, WireRegistration};
 pub use registry::{is_distributed, registered};
+#[cfg_attr(not(feature = "redis"), allow(unused_imports))]
+pub(crate) use trace_context::receive_span;
