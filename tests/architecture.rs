@@ -19,6 +19,7 @@ const LAYERS: &[&str] = &[
     "middleware",
     "testing",
     "wire",
+    "saga",
     "redis",
 ];
 

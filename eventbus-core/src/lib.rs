@@ -104,7 +104,7 @@
 extern crate self as eventbus_core;
 
 // The layers, bottom up: event, report, handler, engine, bus; then middleware, testing,
-// wire and redis. Each imports only from layers below it (tests/architecture.rs checks).
+// wire, saga and redis. Each imports only from layers below it (tests/architecture.rs checks).
 mod bus;
 mod engine;
 mod event;
@@ -113,6 +113,8 @@ pub mod middleware;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod report;
+#[cfg(feature = "wire")]
+pub mod saga;
 pub mod testing;
 #[cfg(feature = "wire")]
 pub mod wire;
@@ -162,6 +164,23 @@ pub use eventbus_derive::Event;
 /// [`EventBusBuilder::with_registered_handlers`] or
 /// [`EventBusBuilder::with_registered_handlers_from`].
 pub use eventbus_derive::handler;
+
+/// Declares a saga: its steps are the methods of this `impl` block marked `#[start(by =
+/// field)]` (may create the instance) or `#[step(by = field)]` (on an existing one), each
+/// taking `&mut self`, the event, and `&mut SagaContext`, and returning `()` or
+/// `Result<(), E: Display>`. See [`saga`](mod@saga) for the model and the guarantees.
+///
+/// | argument | meaning |
+/// |---|---|
+/// | `key = String` | the type of the key (required); each step's `by` field must have it |
+/// | `name = "fulfillment"` | the name instances are stored under (default: the type's name) |
+/// | `crate = my_framework::eventbus` | the path of eventbus-core, for a crate that reaches it through a re-export |
+///
+/// The state type must be `Default + Serialize + Deserialize`. The saga is registered at link
+/// time ([`SagasBuilder::with_registered`](saga::SagasBuilder::with_registered)) and can be
+/// added by type ([`SagasBuilder::saga`](saga::SagasBuilder::saga)).
+#[cfg(feature = "wire")]
+pub use eventbus_derive::saga;
 
 /// Links crates that hold `#[handler]`s into the application, so that
 /// [`with_registered_handlers`](EventBusBuilder::with_registered_handlers) finds them.

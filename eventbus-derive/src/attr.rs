@@ -1,10 +1,11 @@
-//! Parsing of `key = value` attribute arguments shared by `#[event(..)]` and `#[handler(..)]`.
+//! Parsing of `key = value` attribute arguments shared by `#[event(..)]`, `#[handler(..)]` and
+//! `#[saga(..)]`.
 //!
 //! Every key is set through [`Slot::set`], the one place where a repeated key is reported.
 
 use crate::errors::Errors;
 
-/// Every attribute key of `#[event(..)]` and `#[handler(..)]`, spelled once.
+/// Every attribute key of `#[event(..)]`, `#[handler(..)]` and `#[saga(..)]`, spelled once.
 pub(crate) mod keys {
     pub(crate) const EXTENDS: &str = "extends";
     pub(crate) const NAME: &str = "name";
@@ -17,6 +18,10 @@ pub(crate) mod keys {
     pub(crate) const RETRY: &str = "retry";
     pub(crate) const BACKOFF_MS: &str = "backoff_ms";
     pub(crate) const ON_ERROR: &str = "on_error";
+    pub(crate) const KEY: &str = "key";
+    pub(crate) const START: &str = "start";
+    pub(crate) const STEP: &str = "step";
+    pub(crate) const BY: &str = "by";
 }
 use proc_macro2::Span;
 use quote::ToTokens;

@@ -8,6 +8,7 @@ mod attr;
 mod errors;
 mod event;
 mod handler;
+mod saga;
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
@@ -23,4 +24,10 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
     handler::attribute(args.into(), item.into()).into()
+}
+
+/// Declares a saga on an `impl` block of its state type. See `eventbus_core::saga`.
+#[proc_macro_attribute]
+pub fn saga(args: TokenStream, item: TokenStream) -> TokenStream {
+    saga::attribute(args.into(), item.into()).into()
 }

@@ -149,6 +149,15 @@ impl<'a> Context<'a> {
         emit_follow_up(self.follow_ups, self.meta, event, headers)
     }
 
+    /// [`publish`](Self::publish) of an event already boxed (sagas publish what a step left).
+    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
+    pub(crate) fn publish_boxed(
+        &self,
+        event: Box<dyn ErasedEvent>,
+    ) -> BoxFuture<'a, PublishReport> {
+        self.follow_ups.publish(self.meta, event, Headers::new())
+    }
+
     /// This context as an owned, `'static` value: for an async closure that publishes after
     /// an `.await` (a closure's future cannot borrow its arguments), or work that goes on
     /// after the handler returned.
@@ -230,6 +239,15 @@ impl OwnedContext {
     /// [`Context::emit_with`].
     pub fn emit_with<E: Event>(&self, event: E, headers: Headers) -> Result<(), EmitError<E>> {
         emit_follow_up(&*self.follow_ups, &self.meta, event, headers)
+    }
+
+    /// [`Context::publish_boxed`].
+    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
+    pub(crate) fn publish_boxed(
+        &self,
+        event: Box<dyn ErasedEvent>,
+    ) -> BoxFuture<'_, PublishReport> {
+        self.follow_ups.publish(&self.meta, event, Headers::new())
     }
 }
 

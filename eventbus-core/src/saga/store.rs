@@ -1,0 +1,126 @@
+//! Where saga instances live: the [`SagaStore`] interface.
+
+use crate::event::EventId;
+use crate::handler::BoxFuture;
+use std::fmt;
+
+/// Where saga instances are kept. [`MemoryStore`](super::MemoryStore) is the default.
+///
+/// A store keeps, per `(saga, key)`, the state as JSON, a version, the ids of the events the
+/// instance processed, and whether it ended. [`commit`](Self::commit) must be atomic: it
+/// writes only when the stored version is still the one the step read
+/// ([`Commit::expected_version`]), and otherwise answers [`Committed::Conflict`].
+pub trait SagaStore: Send + Sync + 'static {
+    /// The instance of `saga` with `key`, if there is one.
+    fn load<'a>(
+        &'a self,
+        saga: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Instance>, StoreError>>;
+
+    /// Writes a step's outcome, if the instance is still at `commit.expected_version`.
+    fn commit<'a>(
+        &'a self,
+        saga: &'a str,
+        key: &'a str,
+        commit: Commit,
+    ) -> BoxFuture<'a, Result<Committed, StoreError>>;
+}
+
+/// A saga instance as stored.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Instance {
+    /// The state, as JSON.
+    pub state: serde_json::Value,
+    /// Bumped by every commit; the first commit writes version 1.
+    pub version: u64,
+    /// Running, or how it ended.
+    pub status: Status,
+    /// The events it processed, oldest first.
+    pub processed: Vec<EventId>,
+}
+
+impl Instance {
+    /// A new instance (for stores).
+    pub fn new(
+        state: serde_json::Value,
+        version: u64,
+        status: Status,
+        processed: Vec<EventId>,
+    ) -> Self {
+        Instance {
+            state,
+            version,
+            status,
+            processed,
+        }
+    }
+}
+
+/// Whether an instance runs, or how it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Status {
+    /// It takes events.
+    Running,
+    /// A step called [`SagaContext::complete`](super::SagaContext::complete).
+    Completed,
+    /// A step called [`SagaContext::compensate`](super::SagaContext::compensate), with the
+    /// reason.
+    Compensated(String),
+}
+
+impl Status {
+    /// Whether it ended (completed or compensated).
+    pub fn has_ended(&self) -> bool {
+        !matches!(self, Status::Running)
+    }
+}
+
+/// One step's outcome, to be written over [`expected_version`](Self::expected_version).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Commit {
+    /// The version the step read; `None` when it created the instance (the commit must then
+    /// fail with a conflict if the instance exists by now).
+    pub expected_version: Option<u64>,
+    /// The new state.
+    pub state: serde_json::Value,
+    /// The new status.
+    pub status: Status,
+    /// The event the step processed, added to [`Instance::processed`].
+    pub event_id: EventId,
+}
+
+/// What [`SagaStore::commit`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Committed {
+    /// Written; the instance is at this version now.
+    Written(u64),
+    /// Not written: the instance changed since the step read it (or exists, for a start).
+    Conflict,
+}
+
+/// A store failed (a connection, a query).
+#[derive(Debug)]
+pub struct StoreError(Box<dyn std::error::Error + Send + Sync>);
+
+impl StoreError {
+    /// Wraps the cause.
+    pub fn new(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError(cause.into())
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "saga store: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
