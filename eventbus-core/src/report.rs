@@ -35,14 +35,18 @@ enum ReportId {
 }
 
 impl ReportId {
+    /// The UUID is built only when someone asks the report for it: a local event keeps its
+    /// sequence number and, once stamped, its time.
     #[inline]
     fn of(meta: &EventMeta) -> Self {
         match meta.sequence() {
-            Some(sequence) if !meta.is_stamped() => ReportId::Pending {
+            Some(sequence) => ReportId::Pending {
                 sequence,
-                time: OnceLock::new(),
+                time: meta
+                    .stamped_time()
+                    .map_or_else(OnceLock::new, OnceLock::from),
             },
-            _ => ReportId::Known(meta.event_id()),
+            None => ReportId::Known(meta.event_id()),
         }
     }
 }
@@ -94,8 +98,10 @@ impl PublishReport {
     /// Takes the event's id from `meta` if a handler fixed it while the report was made.
     #[inline]
     pub(crate) fn finish(&mut self, meta: &EventMeta) {
-        if matches!(self.event_id, ReportId::Pending { .. }) && meta.is_stamped() {
-            self.event_id = ReportId::Known(meta.event_id());
+        if let (ReportId::Pending { time, .. }, Some(stamped)) =
+            (&self.event_id, meta.stamped_time())
+        {
+            let _ = time.set(stamped);
         }
     }
 

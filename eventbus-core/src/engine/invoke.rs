@@ -87,6 +87,16 @@ impl Engine {
         if !self.layers().is_empty() {
             return None;
         }
+        self.dispatch_if_inline(event, meta)
+    }
+
+    /// The handlers of an inline plan, run right here (the end of a middleware chain too);
+    /// `None` when the plan needs [`dispatch`](Self::dispatch).
+    pub(crate) fn dispatch_if_inline(
+        &self,
+        event: &dyn ErasedEvent,
+        meta: &EventMeta,
+    ) -> Option<PublishReport> {
         self.router.with_plan(meta.event_type, |plan| {
             plan.inline
                 .then(|| self.dispatch_plan_inline(plan, event, meta))

@@ -263,11 +263,14 @@ pub(crate) struct Layer {
     pub(crate) name: Arc<str>,
     /// Applies only to this type and the types derived from it.
     pub(crate) scope: Option<&'static EventType>,
+    /// A sync middleware (its hooks), asked once: every publish checks it.
+    hooks: bool,
 }
 
 impl Layer {
     pub(crate) fn new(middleware: Arc<dyn Middleware>, scope: Option<&'static EventType>) -> Self {
         Layer {
+            hooks: middleware.as_sync().is_some(),
             name: middleware.name().into(),
             middleware,
             scope,
@@ -280,7 +283,7 @@ impl Layer {
     }
 
     pub(crate) fn is_hooks(&self) -> bool {
-        self.middleware.as_sync().is_some()
+        self.hooks
     }
 
     /// The middleware itself (inside its [`Hooks`] for a sync one), to find one by type.
@@ -306,8 +309,11 @@ pub(crate) fn run_befores(
         if !layer.applies_to(event_type) {
             continue;
         }
-        let Some(hooks) = layer.middleware.as_sync() else {
+        if !layer.hooks {
             return (index, None);
+        }
+        let Some(hooks) = layer.middleware.as_sync() else {
+            unreachable!("a hooks layer is a sync middleware");
         };
         match std::panic::catch_unwind(AssertUnwindSafe(|| hooks.before(envelope))) {
             Ok(Flow::Continue) => {}
@@ -332,9 +338,9 @@ pub(crate) fn run_befores(
 /// Runs the `after` hooks of the sync layers in `layers[from..to]` that apply, in reverse.
 pub(crate) fn run_afters(layers: &[Layer], from: usize, to: usize, report: &mut PublishReport) {
     let event_type = report.event_type();
-    for layer in layers[from..to].iter().rev() {
+    for layer in layers[from..to].iter().rev().filter(|layer| layer.hooks) {
         let Some(hooks) = layer.middleware.as_sync() else {
-            continue;
+            unreachable!("a hooks layer is a sync middleware");
         };
         if !layer.applies_to(event_type) {
             continue;
@@ -473,8 +479,18 @@ impl Next {
             };
             let mut report = match ended {
                 Some(report) => report,
+                // The handlers: inline when they can be; otherwise the full dispatch, boxed so
+                // that its large future does not weigh on every layer's future.
                 None if stop == layers.len() => {
-                    self.engine.dispatch(&*envelope.event, &envelope.meta).await
+                    match self
+                        .engine
+                        .dispatch_if_inline(&*envelope.event, &envelope.meta)
+                    {
+                        Some(report) => report,
+                        None => {
+                            Box::pin(self.engine.dispatch(&*envelope.event, &envelope.meta)).await
+                        }
+                    }
                 }
                 None => self.around(stop, envelope).await,
             };
@@ -489,9 +505,10 @@ impl Next {
         let layer = &self.engine.layers()[index];
         let middleware = &layer.middleware;
         let event_type = envelope.meta.event_type;
+        // The id is built only if this layer fails to hand back the event's report.
         let (run, event_id, name) = (
             envelope.run,
-            envelope.meta.event_id(),
+            envelope.meta.id_later(),
             Arc::clone(&layer.name),
         );
         envelope.current = Some(Arc::clone(&name));
@@ -511,14 +528,14 @@ impl Next {
                 tracing::error!(middleware = %name, event = event_type.name(), "middleware returned a report that was not this event's; the event reached no handler");
                 PublishReport::refused_by_id(
                     event_type,
-                    event_id,
+                    event_id.get(),
                     Refusal::Swallowed {
                         middleware: name.to_string(),
                     },
                 )
             }
             Err(panic) => {
-                let mut report = PublishReport::for_id(event_type, event_id);
+                let mut report = PublishReport::for_id(event_type, event_id.get());
                 record_panic(&mut report, &name, event_type, &*panic);
                 report
             }

@@ -68,6 +68,22 @@ enum Identity {
     Given(EventId),
 }
 
+/// An event's id, not built yet (see [`EventMeta::id_later`]).
+#[derive(Clone, Copy)]
+pub(crate) struct IdLater {
+    id: Identity,
+    time: SystemTime,
+}
+
+impl IdLater {
+    pub(crate) fn get(self) -> EventId {
+        match self.id {
+            Identity::Given(id) => id,
+            Identity::Local { sequence } => EventId::at(self.time, sequence),
+        }
+    }
+}
+
 /// A copy reads the clock first if nobody had: both copies then tell the same id and time.
 impl Clone for EventMeta {
     fn clone(&self) -> Self {
@@ -177,11 +193,19 @@ impl EventMeta {
         }
     }
 
-    /// Whether the event's id (and time) are fixed already: someone asked, or a path that
-    /// runs later than the publish call stamped it.
+    /// The time, if the event is stamped already (without reading the clock).
     #[inline]
-    pub(crate) fn is_stamped(&self) -> bool {
-        matches!(self.id, Identity::Given(_)) || self.time.get().is_some()
+    pub(crate) fn stamped_time(&self) -> Option<SystemTime> {
+        self.time.get().copied()
+    }
+
+    /// The id without building it: what to build it from, later, if it is needed.
+    #[inline]
+    pub(crate) fn id_later(&self) -> IdLater {
+        IdLater {
+            id: self.id,
+            time: self.time(),
+        }
     }
 
     /// The sequence number a local event's id will be built from.
