@@ -2,105 +2,25 @@
 //! tasks on one instance, duplicates (redelivered by the durable Redis bridge), timeouts on a
 //! virtual clock, compensation, and events for instances that do not exist or have ended.
 
+#[path = "support/fulfillment.rs"]
+mod fulfillment;
 #[path = "support/redis.rs"]
 mod support;
 
+use fulfillment::*;
+
 use eventbus_core::redis::RedisBridge;
 use eventbus_core::saga::{
-    Commit, Committed, Instance, MemoryStore, SagaContext, SagaStore, Sagas, Status, StoreError,
+    Commit, Committed, Instance, MemoryStore, SagaStore, Sagas, Status, StoreError,
 };
-use eventbus_core::{saga, Event, EventBus, FailureKind};
+use eventbus_core::{EventBus, FailureKind};
 use redis::AsyncCommands;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{connect, unique, wait_until, SHARED_URL};
-
-#[derive(Event, Clone, Debug, Serialize, Deserialize)]
-#[event(name = "sagas.payment_processed", distributed)]
-struct PaymentProcessed {
-    order_id: String,
-    cents: u64,
-}
-
-#[derive(Event, Clone, Debug, Serialize, Deserialize)]
-#[event(name = "sagas.inventory_reserved", distributed)]
-struct InventoryReserved {
-    // Named differently from the payment's field: each step says where its key is.
-    order: String,
-}
-
-#[derive(Event, Clone, Debug)]
-struct PaymentTimedOut {
-    order_id: String,
-}
-
-#[derive(Event, Clone, Debug, PartialEq)]
-struct FulfillmentStarted {
-    order_id: String,
-    cents: u64,
-}
-
-#[derive(Event, Clone, Debug, PartialEq)]
-struct ReleaseInventory {
-    order_id: String,
-}
-
-#[derive(Default, Debug, PartialEq, Serialize, Deserialize)]
-struct Fulfillment {
-    cents: Option<u64>,
-    reserved: bool,
-}
-
-const PAYMENT_WINDOW: Duration = Duration::from_secs(30 * 60);
-
-#[saga(name = "fulfillment", key = String)]
-impl Fulfillment {
-    #[start(by = order_id)]
-    fn paid(&mut self, e: &PaymentProcessed, ctx: &mut SagaContext) -> Result<(), String> {
-        if e.cents == 0 {
-            return Err("a payment of 0 cents".into());
-        }
-        self.cents = Some(e.cents);
-        self.finish(ctx);
-        Ok(())
-    }
-
-    #[start(by = order)]
-    fn reserved(&mut self, _: &InventoryReserved, ctx: &mut SagaContext) {
-        self.reserved = true;
-        if self.cents.is_none() {
-            ctx.schedule(
-                PAYMENT_WINDOW,
-                PaymentTimedOut {
-                    order_id: ctx.key().into(),
-                },
-            );
-        }
-        self.finish(ctx);
-    }
-
-    #[step(by = order_id)]
-    fn timed_out(&mut self, e: &PaymentTimedOut, ctx: &mut SagaContext) {
-        ctx.publish(ReleaseInventory {
-            order_id: e.order_id.clone(),
-        });
-        ctx.compensate("no payment within 30 minutes");
-    }
-}
-
-impl Fulfillment {
-    fn finish(&self, ctx: &mut SagaContext) {
-        if let (Some(cents), true) = (self.cents, self.reserved) {
-            let order_id = ctx.key().to_owned();
-            ctx.publish(FulfillmentStarted { order_id, cents });
-            ctx.complete();
-        }
-    }
-}
 
 type Log<T> = Arc<Mutex<Vec<T>>>;
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -122,19 +42,6 @@ fn bus() -> (
     bus.subscribe(move |e: &ReleaseInventory| r.lock().unwrap().push(e.clone()))
         .forever();
     (bus, sagas, started, released)
-}
-
-fn payment(order: u64) -> PaymentProcessed {
-    PaymentProcessed {
-        order_id: format!("A-{order}"),
-        cents: 100 + order,
-    }
-}
-
-fn reservation(order: u64) -> InventoryReserved {
-    InventoryReserved {
-        order: format!("A-{order}"),
-    }
 }
 
 async fn instance(sagas: &Sagas, key: &str) -> Option<(Fulfillment, Status)> {

@@ -95,6 +95,7 @@
 //! | `wire` (default) | [`wire`]: `#[event(distributed)]`, the CloudEvents codec (serde, serde_json, time) |
 //! | `redis` | `redis::RedisBridge` (implies `wire`) |
 //! | `metrics` | `middleware::Metrics`, through the `metrics` facade |
+//! | `postgres` | `saga::PostgresStore`: saga instances in PostgreSQL, through sqlx (implies `wire`) |
 //! | `opentelemetry` | W3C trace context across the bridge: the sender's span travels as `traceparent`, the receiver's handlers run in a child of it (implies `wire`) |
 
 #![warn(missing_docs, missing_debug_implementations)]

@@ -73,11 +73,15 @@
 
 mod context;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod runtime;
 mod store;
 
 pub use context::SagaContext;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresStore, MIGRATION};
 pub use runtime::{SagaError, SagaStats, Sagas, SagasBuilder};
 pub use store::{Commit, Committed, Instance, SagaStore, Status, StoreError};
 

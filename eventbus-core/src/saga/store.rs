@@ -93,6 +93,23 @@ pub struct Commit {
     pub event_id: EventId,
 }
 
+impl Commit {
+    /// A step's outcome (for stores and their tests; the saga runtime makes these).
+    pub fn new(
+        expected_version: Option<u64>,
+        state: serde_json::Value,
+        status: Status,
+        event_id: EventId,
+    ) -> Self {
+        Commit {
+            expected_version,
+            state,
+            status,
+            event_id,
+        }
+    }
+}
+
 /// What [`SagaStore::commit`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Committed {
