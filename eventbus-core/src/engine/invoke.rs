@@ -353,7 +353,12 @@ impl Engine {
     }
 }
 
+/// The span of one handler call; none (and no field computed, such as the event's id)
+/// unless `DEBUG` is enabled.
 fn handler_span(handler: &HandlerEntry, meta: &EventMeta) -> tracing::Span {
+    if !tracing::level_enabled!(tracing::Level::DEBUG) {
+        return tracing::Span::none();
+    }
     tracing::debug_span!(
         "handler",
         handler = %handler.name,
