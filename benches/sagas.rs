@@ -1,14 +1,17 @@
-//! A saga step on the in-memory store against a plain async handler of the same event, side
-//! by side in one run: what loading, running, serialising and committing an instance costs.
-//! `cargo bench -p eventbus-benches --bench sagas`; figures in `docs/performance.md`.
+//! A saga step on the in-memory store against a plain async handler of the same event, and a
+//! saga step on PostgreSQL against a raw sqlx single-row update on the same server, side by
+//! side in one run. `cargo bench -p eventbus-benches --bench sagas` (the PostgreSQL group needs
+//! a server on 127.0.0.1:5432, database `test`; it is skipped, saying so, without one);
+//! figures in `docs/performance.md`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use eventbus_core::saga::{SagaContext, Sagas};
+use eventbus_core::saga::{PostgresStore, SagaContext, Sagas};
 use eventbus_core::{saga, Event, EventBus};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -101,12 +104,95 @@ fn steps(c: &mut Criterion) {
     group.finish();
 }
 
+const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Each iteration is one event for one of 1,000 running instances: load, run, conditional
+/// update (two round trips); against one `UPDATE .. WHERE version = $read` of a row (one).
+fn postgres(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let Ok(admin) = rt.block_on(PostgresStore::connect(POSTGRES)) else {
+        eprintln!("saga_postgres: no PostgreSQL on 127.0.0.1:5432; skipped");
+        return;
+    };
+    let schema = format!("eventbus_bench_{}", std::process::id());
+    let options = |schema: &str| {
+        sqlx::postgres::PgConnectOptions::from_str(POSTGRES)
+            .unwrap()
+            .options([("search_path", schema)])
+    };
+    let (bus, _sagas, raw) = rt.block_on(async {
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(admin.pool())
+            .await
+            .unwrap();
+        let store = PostgresStore::connect_with(options(&schema)).await.unwrap();
+        store.migrate().await.unwrap();
+        let raw = PostgresStore::connect_with(options(&schema)).await.unwrap();
+        sqlx::query("CREATE TABLE counters (id bigint PRIMARY KEY, cents bigint, version bigint)")
+            .execute(raw.pool())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO counters SELECT g, 0, 0 FROM generate_series(0, 999) g")
+            .execute(raw.pool())
+            .await
+            .unwrap();
+        let bus = EventBus::new();
+        let sagas = Sagas::builder()
+            .store(store)
+            .saga::<Ledger>()
+            .start(&bus)
+            .unwrap();
+        for n in 0..1_000 {
+            assert!(bus.publish(paid(n, 1_000)).await.is_ok());
+        }
+        (bus, sagas, raw)
+    });
+    let mut group = c.benchmark_group("saga_postgres");
+    let mut n = 0u64;
+    group.bench_function("raw_sqlx_update", |b| {
+        b.to_async(&rt).iter(|| {
+            n += 1;
+            let (pool, id) = (raw.pool().clone(), (n % 1_000) as i64);
+            async move {
+                let updated = sqlx::query(
+                    "UPDATE counters SET cents = cents + $2, version = version + 1 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(id)
+                .execute(&pool)
+                .await
+                .unwrap();
+                assert_eq!(updated.rows_affected(), 1);
+            }
+        });
+    });
+    let mut n = 0u64;
+    group.bench_function("saga_step", |b| {
+        b.to_async(&rt).iter(|| {
+            n += 1;
+            let (bus, event) = (bus.clone(), paid(n, 1_000));
+            async move { assert!(bus.publish(event).await.is_ok()) }
+        });
+    });
+    group.finish();
+    rt.block_on(async {
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(admin.pool())
+            .await
+            .unwrap();
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    targets = steps
+    targets = steps, postgres
 }
 criterion_main!(benches);
