@@ -7,14 +7,21 @@
 mod fulfillment;
 
 use eventbus_core::saga::{
-    Commit, Committed, MemoryStore, PostgresStore, SagaStore, Sagas, Status,
+    Commit, Committed, Instance, MemoryStore, Outbox, PostgresStore, SagaContext, SagaStore, Sagas,
+    Status, StoreError,
 };
-use eventbus_core::{EventBus, EventId};
+use eventbus_core::{saga, Context, Event, EventBus, EventId, FailureKind};
 use fulfillment::*;
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnectOptions;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -204,5 +211,296 @@ async fn an_instance_outlives_the_process_that_started_it() {
         (0, 1),
         "continued, not restarted"
     );
+    schema.drop().await;
+}
+
+// The outbox: what a step publishes and schedules is committed with its state, published by
+// the committing process, and otherwise by a relay (any process running sagas on the store).
+
+#[derive(Event, Clone, Debug, Serialize, Deserialize)]
+#[event(name = "pg.reserved", distributed)]
+struct Reserved {
+    order: u64,
+}
+
+#[derive(Event, Clone, Debug, Serialize, Deserialize)]
+#[event(name = "pg.paid", distributed)]
+struct Paid {
+    order: u64,
+}
+
+#[derive(Event, Clone, Debug, Serialize, Deserialize)]
+#[event(name = "pg.overdue", distributed)]
+struct Overdue {
+    order: u64,
+}
+
+#[derive(Event, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[event(name = "pg.released", distributed)]
+struct Released {
+    order: u64,
+}
+
+#[derive(Event, Clone, Debug)]
+struct NotDistributed;
+
+const DEADLINE: Duration = Duration::from_millis(300);
+
+/// Holds a reservation until it is paid, or releases it at the deadline.
+#[derive(Default, Serialize, Deserialize)]
+struct Hold;
+
+#[saga(name = "hold", key = u64)]
+impl Hold {
+    #[start(by = order)]
+    fn reserved(&mut self, e: &Reserved, ctx: &mut SagaContext) {
+        ctx.schedule(DEADLINE, Overdue { order: e.order });
+    }
+
+    #[step(by = order)]
+    fn paid(&mut self, _: &Paid, ctx: &mut SagaContext) {
+        ctx.complete();
+    }
+
+    #[step(by = order)]
+    fn overdue(&mut self, e: &Overdue, ctx: &mut SagaContext) {
+        ctx.publish(Released { order: e.order });
+        ctx.compensate("overdue");
+    }
+}
+
+/// A saga that publishes an event a durable store cannot keep.
+#[derive(Default, Serialize, Deserialize)]
+struct Careless;
+
+#[saga(name = "careless", key = u64)]
+impl Careless {
+    #[start(by = order)]
+    fn paid(&mut self, _: &Paid, ctx: &mut SagaContext) {
+        ctx.publish(NotDistributed);
+    }
+}
+
+type Releases = Arc<Mutex<Vec<(u64, EventId)>>>;
+
+/// A consumer of `Hold`: its bus, its sagas, and the releases its bus saw.
+async fn holder(store: impl SagaStore, releases: &Releases) -> (EventBus, Sagas) {
+    let bus = EventBus::new();
+    let sagas = Sagas::builder()
+        .store(store)
+        .saga::<Hold>()
+        .saga::<Fulfillment>()
+        .relay_every(Duration::from_millis(20))
+        .redeliver_after(Duration::from_millis(200))
+        .start(&bus)
+        .unwrap();
+    let r = releases.clone();
+    bus.subscribe(move |e: &Released, ctx: Context| {
+        r.lock().unwrap().push((e.order, ctx.event_id()))
+    })
+    .forever();
+    (bus, sagas)
+}
+
+async fn outbox_rows(schema: &Schema) -> i64 {
+    sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {}.eventbus_saga_outbox",
+        schema.name
+    ))
+    .fetch_one(schema.admin.pool())
+    .await
+    .unwrap()
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..500 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_event_fires_after_a_restart_and_compensates() {
+    let schema = Schema::new().await;
+    let releases = Releases::default();
+    {
+        let (bus, _sagas) = holder(schema.store().await, &releases).await;
+        assert!(bus.publish(Reserved { order: 1 }).await.is_ok());
+    } // gone before the deadline, its timer with it
+    let (_bus, sagas) = holder(schema.store().await, &releases).await;
+    eventually("the release", async || !releases.lock().unwrap().is_empty()).await;
+    tokio::time::sleep(DEADLINE).await;
+    assert_eq!(releases.lock().unwrap().len(), 1, "released once");
+    let found = schema
+        .store()
+        .await
+        .load("hold", "1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.status, Status::Compensated("overdue".into()));
+    assert_eq!(sagas.stats("hold").unwrap().timeouts_fired, 1);
+    assert_eq!(outbox_rows(&schema).await, 0);
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_event_never_fires_once_the_saga_completed() {
+    let schema = Schema::new().await;
+    let releases = Releases::default();
+    let (bus, sagas) = holder(schema.store().await, &releases).await;
+    assert!(bus.publish(Reserved { order: 2 }).await.is_ok());
+    assert_eq!(outbox_rows(&schema).await, 1, "the deadline is kept");
+    assert!(bus.publish(Paid { order: 2 }).await.is_ok());
+    assert_eq!(outbox_rows(&schema).await, 0, "completing dropped it");
+    tokio::time::sleep(DEADLINE * 2).await;
+    assert!(releases.lock().unwrap().is_empty());
+    assert_eq!(sagas.stats("hold").unwrap().timeouts_fired, 0);
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_fire_each_of_200_deadlines_once() {
+    let schema = Schema::new().await;
+    let releases = Releases::default();
+    let (a, sagas_a) = holder(schema.store().await, &releases).await;
+    let (_b, sagas_b) = holder(schema.store().await, &releases).await;
+    for order in 0..200 {
+        assert!(a.publish(Reserved { order }).await.is_ok());
+    }
+    eventually("200 releases", async || {
+        releases.lock().unwrap().len() >= 200
+    })
+    .await;
+    tokio::time::sleep(DEADLINE).await;
+    let mut orders: Vec<u64> = releases
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(order, _)| *order)
+        .collect();
+    orders.sort_unstable();
+    assert_eq!(
+        orders,
+        (0..200).collect::<Vec<_>>(),
+        "each deadline fired once"
+    );
+    let fired = sagas_a.stats("hold").unwrap().timeouts_fired
+        + sagas_b.stats("hold").unwrap().timeouts_fired;
+    assert_eq!(fired, 200);
+    println!(
+        "relay a fired {}, relay b fired {}",
+        sagas_a.stats("hold").unwrap().timeouts_fired,
+        sagas_b.stats("hold").unwrap().timeouts_fired
+    );
+    assert_eq!(outbox_rows(&schema).await, 0);
+    schema.drop().await;
+}
+
+/// PostgreSQL, with the connection lost right after each commit: the process that committed
+/// never publishes what its step left (the window a crash leaves).
+struct LostAfterCommit(PostgresStore);
+
+impl SagaStore for LostAfterCommit {
+    fn load<'a>(
+        &'a self,
+        saga: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Instance>, StoreError>> {
+        self.0.load(saga, key)
+    }
+
+    fn commit<'a>(
+        &'a self,
+        saga: &'a str,
+        key: &'a str,
+        commit: Commit,
+    ) -> BoxFuture<'a, Result<Committed, StoreError>> {
+        Box::pin(async move {
+            self.0.commit(saga, key, commit).await?;
+            Err(StoreError::new("connection lost after the commit"))
+        })
+    }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        self.0.outbox()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_step_committed_is_published_even_when_its_process_dies_first() {
+    let schema = Schema::new().await;
+    let started = Log::default();
+    let releases = Releases::default();
+    let (dying, dying_sagas) = holder(LostAfterCommit(schema.store().await), &releases).await;
+    let s = started.clone();
+    dying
+        .subscribe(move |e: &FulfillmentStarted| s.lock().unwrap().push(e.clone()))
+        .forever();
+    // The step commits (state and outbox) and then fails: nothing published by this process.
+    assert!(!dying.publish(payment(5)).await.is_ok());
+    assert!(!dying.publish(reservation(5)).await.is_ok());
+    assert!(started.lock().unwrap().is_empty());
+    let found = schema
+        .store()
+        .await
+        .load("fulfillment", "A-5")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.status, Status::Completed, "committed all the same");
+    drop((dying, dying_sagas)); // the process dies, its relay with it
+
+    // Another process's relay publishes it, once the grace period has passed.
+    let (other, sagas) = holder(schema.store().await, &releases).await;
+    let s = started.clone();
+    other
+        .subscribe(move |e: &FulfillmentStarted| s.lock().unwrap().push(e.clone()))
+        .forever();
+    eventually("the relayed event", async || {
+        !started.lock().unwrap().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        *started.lock().unwrap(),
+        [FulfillmentStarted {
+            order_id: "A-5".into(),
+            cents: 105
+        }]
+    );
+    assert_eq!(sagas.stats("fulfillment").unwrap().relayed, 1);
+    assert_eq!(outbox_rows(&schema).await, 0);
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_publishing_an_event_a_durable_store_cannot_keep_commits_nothing() {
+    let schema = Schema::new().await;
+    let bus = EventBus::new();
+    let _sagas = Sagas::builder()
+        .store(schema.store().await)
+        .saga::<Careless>()
+        .start(&bus)
+        .unwrap();
+    let report = bus.publish(Paid { order: 9 }).await;
+    let failure = &report.failures()[0];
+    let FailureKind::Error(message) = failure.kind() else {
+        panic!("{report:?}")
+    };
+    assert!(
+        message.contains("must be an `#[event(distributed)]` event"),
+        "{message}"
+    );
+    assert!(schema
+        .store()
+        .await
+        .load("careless", "9")
+        .await
+        .unwrap()
+        .is_none());
     schema.drop().await;
 }

@@ -20,18 +20,22 @@ pub struct InventoryReserved {
     pub order: String,
 }
 
-#[derive(Event, Clone, Debug)]
+#[derive(Event, Clone, Debug, Serialize, Deserialize)]
+#[event(name = "sagas.payment_timed_out", distributed)]
 pub struct PaymentTimedOut {
     pub order_id: String,
 }
 
-#[derive(Event, Clone, Debug, PartialEq)]
+// Distributed: a saga on a durable store keeps what it publishes in its outbox, as CloudEvents.
+#[derive(Event, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[event(name = "sagas.fulfillment_started", distributed)]
 pub struct FulfillmentStarted {
     pub order_id: String,
     pub cents: u64,
 }
 
-#[derive(Event, Clone, Debug, PartialEq)]
+#[derive(Event, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[event(name = "sagas.release_inventory", distributed)]
 pub struct ReleaseInventory {
     pub order_id: String,
 }

@@ -49,6 +49,12 @@ impl EventBus {
         &self.engine
     }
 
+    /// The engine's publishing handle, owned (the saga outbox relay publishes through it).
+    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
+    pub(crate) fn follow_ups(&self) -> Arc<dyn crate::handler::FollowUps> {
+        self.engine.clone()
+    }
+
     /// Publishes `event` and waits until every handler has run.
     ///
     /// The event passes through the middleware, then the handlers of its type and of all its

@@ -195,16 +195,23 @@ impl Engine {
     ) -> impl std::future::Future<Output = PublishReport> + Send + '_ {
         let mut meta = EventMeta::child(parent, event.event_type());
         meta.headers.extend(headers);
-        async move {
-            let mut event = event;
-            if let Err(refusal) = self.check_depth(&meta) {
-                return PublishReport::refused(&meta, refusal);
-            }
-            if let Some(report) = self.run_inline(&mut *event, &mut meta) {
-                return report;
-            }
-            self.run(event, meta).await
+        self.publish_prepared(meta, event)
+    }
+
+    /// Publishes an event whose metadata is made already (a follow-up, or an event a saga
+    /// committed to its outbox with its id).
+    async fn publish_prepared(
+        &self,
+        mut meta: EventMeta,
+        mut event: Box<dyn ErasedEvent>,
+    ) -> PublishReport {
+        if let Err(refusal) = self.check_depth(&meta) {
+            return PublishReport::refused(&meta, refusal);
         }
+        if let Some(report) = self.run_inline(&mut *event, &mut meta) {
+            return report;
+        }
+        self.run(event, meta).await
     }
 
     pub(crate) fn check_depth(&self, meta: &EventMeta) -> Result<(), Refusal> {
@@ -238,6 +245,20 @@ impl FollowUps for Engine {
         headers: Headers,
     ) -> Result<(), (EmitErrorKind, Box<dyn ErasedEvent>)> {
         self.emit_from(parent, event, headers)
+    }
+
+    fn publish_as(
+        &self,
+        meta: EventMeta,
+        event: Box<dyn ErasedEvent>,
+    ) -> crate::handler::BoxFuture<'_, PublishReport> {
+        if self.is_shut_down() {
+            return Box::pin(std::future::ready(PublishReport::refused(
+                &meta,
+                Refusal::ShutDown,
+            )));
+        }
+        Box::pin(self.publish_prepared(meta, event))
     }
 
     fn to_arc(&self) -> Arc<dyn FollowUps> {

@@ -27,6 +27,15 @@ pub(crate) trait FollowUps: Send + Sync {
         headers: Headers,
     ) -> Result<(), (EmitErrorKind, Box<dyn ErasedEvent>)>;
 
+    /// Publishes an event with the metadata given (its id among it), and waits for its
+    /// handlers; refused once the bus is shut down.
+    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
+    fn publish_as(
+        &self,
+        meta: EventMeta,
+        event: Box<dyn ErasedEvent>,
+    ) -> BoxFuture<'_, PublishReport>;
+
     /// The same handle, owned: for a context that outlives the handler call.
     fn to_arc(&self) -> Arc<dyn FollowUps>;
 }
@@ -156,6 +165,12 @@ impl<'a> Context<'a> {
         event: Box<dyn ErasedEvent>,
     ) -> BoxFuture<'a, PublishReport> {
         self.follow_ups.publish(self.meta, event, Headers::new())
+    }
+
+    /// The engine's publishing handle (sagas publish what they committed with its own ids).
+    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
+    pub(crate) fn follow_ups(&self) -> &'a dyn FollowUps {
+        self.follow_ups
     }
 
     /// This context as an owned, `'static` value: for an async closure that publishes after

@@ -83,7 +83,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, MIGRATION};
 pub use runtime::{SagaError, SagaStats, Sagas, SagasBuilder};
-pub use store::{Commit, Committed, Instance, SagaStore, Status, StoreError};
+pub use store::{Commit, Committed, Instance, Outbox, OutboxEntry, SagaStore, Status, StoreError};
 
 use crate::event::Event;
 use crate::handler::HandlerResult;

@@ -1,19 +1,26 @@
 //! The PostgreSQL [`SagaStore`] (feature `postgres`), through `sqlx`.
 
-use super::store::{Commit, Committed, Instance, SagaStore, Status, StoreError};
+use super::store::{
+    Commit, Committed, Instance, Outbox, OutboxEntry, SagaStore, Status, StoreError,
+};
 use crate::event::EventId;
 use crate::handler::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use std::str::FromStr;
+use std::time::{Duration, SystemTime};
 
 /// The schema this store needs, idempotent: what [`PostgresStore::migrate`] applies.
-pub const MIGRATION: &str = include_str!("../../migrations/postgres/0001_saga_instances.sql");
+pub const MIGRATION: &str = concat!(
+    include_str!("../../migrations/postgres/0001_saga_instances.sql"),
+    include_str!("../../migrations/postgres/0002_saga_outbox.sql"),
+);
 
 /// Saga instances in PostgreSQL: one row per `(saga, key)` in `eventbus_saga_instances`,
 /// with the state as `jsonb`, a version, the status and the processed event ids. A commit
-/// is one statement that writes only over the version the step read, so any number of
-/// processes may run the same sagas against one database.
+/// writes only over the version the step read, so any number of processes may run the same
+/// sagas against one database; in the same transaction it writes what the step published
+/// and scheduled to `eventbus_saga_outbox` (see [`Outbox`]).
 ///
 /// ```no_run
 /// use eventbus_core::saga::{PostgresStore, Sagas};
@@ -136,6 +143,7 @@ impl SagaStore for PostgresStore {
         Box::pin(async move {
             let (status, reason) = columns(&commit.status);
             let event_id = uuid::Uuid::from_u128(commit.event_id.as_u128());
+            let mut tx = self.pool.begin().await.map_err(StoreError::new)?;
             let written = match commit.expected_version {
                 None => sqlx::query(
                     "INSERT INTO eventbus_saga_instances \
@@ -149,7 +157,7 @@ impl SagaStore for PostgresStore {
                 .bind(status)
                 .bind(reason)
                 .bind(event_id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(StoreError::new)?
                 .rows_affected(),
@@ -166,15 +174,109 @@ impl SagaStore for PostgresStore {
                 .bind(reason)
                 .bind(event_id)
                 .bind(expected as i64)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(StoreError::new)?
                 .rows_affected(),
             };
-            Ok(match written {
-                0 => Committed::Conflict,
-                _ => Committed::Written(commit.expected_version.map_or(1, |v| v + 1)),
-            })
+            if written == 0 {
+                // Dropping the transaction rolls it back.
+                return Ok(Committed::Conflict);
+            }
+            if commit.status.has_ended() {
+                sqlx::query(
+                    "DELETE FROM eventbus_saga_outbox WHERE saga = $1 AND key = $2 AND scheduled",
+                )
+                .bind(saga)
+                .bind(key)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::new)?;
+            }
+            for entry in &commit.outbox {
+                sqlx::query(
+                    "INSERT INTO eventbus_saga_outbox (id, saga, key, payload, deliver_at, scheduled) \
+                     VALUES ($1, $2, $3, $4, 'epoch'::timestamptz + $5 * interval '1 microsecond', $6)",
+                )
+                .bind(uuid::Uuid::from_u128(entry.id.as_u128()))
+                .bind(&entry.saga)
+                .bind(&entry.key)
+                .bind(&entry.payload)
+                .bind(timestamp(entry.deliver_at)?)
+                .bind(entry.scheduled)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::new)?;
+            }
+            tx.commit().await.map_err(StoreError::new)?;
+            Ok(Committed::Written(
+                commit.expected_version.map_or(1, |v| v + 1),
+            ))
+        })
+    }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        Some(self)
+    }
+}
+
+/// A `SystemTime` as microseconds since the Unix epoch (PostgreSQL's resolution).
+fn timestamp(time: SystemTime) -> Result<i64, StoreError> {
+    let micros = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(StoreError::new)?
+        .as_micros();
+    i64::try_from(micros).map_err(StoreError::new)
+}
+
+impl Outbox for PostgresStore {
+    fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
+        Box::pin(async move {
+            // One statement: rows locked by another claimer are skipped, not waited for, and
+            // each claimed row is due again only when this lease runs out.
+            let rows = sqlx::query(
+                "UPDATE eventbus_saga_outbox SET deliver_at = now() + $2 * interval '1 microsecond' \
+                 WHERE id IN (SELECT id FROM eventbus_saga_outbox WHERE deliver_at <= now() \
+                              ORDER BY deliver_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, saga, key, payload, scheduled",
+            )
+            .bind(limit as i64)
+            .bind(lease.as_micros() as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::new)?;
+            rows.iter()
+                .map(|row| {
+                    let id: uuid::Uuid = row.try_get("id")?;
+                    Ok(OutboxEntry::new(
+                        EventId::from_u128(id.as_u128()),
+                        (row.try_get("saga")?, row.try_get("key")?),
+                        row.try_get("payload")?,
+                        SystemTime::now(),
+                        row.try_get("scheduled")?,
+                    ))
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::new)
+        })
+    }
+
+    fn delivered<'a>(&'a self, ids: &'a [EventId]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let ids: Vec<uuid::Uuid> = ids
+                .iter()
+                .map(|id| uuid::Uuid::from_u128(id.as_u128()))
+                .collect();
+            sqlx::query("DELETE FROM eventbus_saga_outbox WHERE id = ANY($1)")
+                .bind(ids)
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::new)?;
+            Ok(())
         })
     }
 }

@@ -1,16 +1,19 @@
 //! [`Sagas`]: the sagas of one bus, their steps subscribed as handlers, their timers.
 
-use super::context::{End, SagaContext};
+use super::context::{Effects, End, SagaContext};
 use super::memory::MemoryStore;
-use super::store::{Commit, Committed, SagaStore, Status};
+use super::store::{Commit, Committed, OutboxEntry, SagaStore, Status};
 use super::{Saga, SagaRegistration, StepFn, Steps};
 use crate::bus::{EventBus, Subscription};
-use crate::event::{ErasedEvent, Event, EventType};
-use crate::handler::{BoxFuture, Context, HandlerResult, OwnedContext, SubscribeOptions};
+use crate::event::{ErasedEvent, Event, EventId, EventMeta, EventType};
+use crate::handler::{
+    BoxFuture, Context, FollowUps, HandlerResult, OwnedContext, SubscribeOptions,
+};
 use rustc_hash::FxHashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 use tokio::task::AbortHandle;
 
 /// How often a step runs again after losing a race for its instance before it fails.
@@ -134,16 +137,19 @@ impl<S: Saga, E: Event> Step<S, E> {
                 Some(End::Completed) => Status::Completed,
                 Some(End::Compensated(reason)) => Status::Compensated(reason.clone()),
             };
-            let commit = Commit {
-                expected_version,
-                state: serde_json::to_value(&state).map_err(|e| {
-                    format!(
-                        "saga `{}` instance `{key}`: state does not encode: {e}",
-                        S::NAME
-                    )
-                })?,
-                status: status.clone(),
-                event_id,
+            let state = serde_json::to_value(&state).map_err(|e| {
+                format!(
+                    "saga `{}` instance `{key}`: state does not encode: {e}",
+                    S::NAME
+                )
+            })?;
+            let mut commit = Commit::new(expected_version, state, status.clone(), event_id);
+            // With an outbox, what the step publishes and schedules is committed with it.
+            let durable = match shared.store.outbox() {
+                Some(_) => {
+                    Some(shared.prepare(S::NAME, &key, ctx.meta(), &effects, &mut commit)?)
+                }
+                None => None,
             };
             match shared
                 .store
@@ -166,19 +172,42 @@ impl<S: Saga, E: Event> Step<S, E> {
                 Status::Completed => bump(&stats.completed),
                 Status::Compensated(_) => bump(&stats.compensated),
             }
-            let instance = (S::NAME, key.clone());
-            if status.has_ended() {
-                shared.timers.cancel(&instance);
-            }
-            for (delay, timeout) in effects.schedule {
-                if !status.has_ended() {
-                    shared.schedule::<S>(&instance, delay, timeout, ctx.detach());
-                }
-            }
             let mut failures = Vec::new();
-            for follow_up in effects.publish {
-                if let Err(error) = ctx.publish_boxed(follow_up).await.into_result() {
-                    failures.push(error.to_string());
+            if let Some(metas) = durable {
+                // Published now with the ids they were committed with; the relay delivers
+                // what this process does not get to (and the scheduled ones, when due).
+                let outbox = shared
+                    .store
+                    .outbox()
+                    .expect("a durable store has an outbox");
+                let mut delivered = Vec::new();
+                for (meta, follow_up) in metas.into_iter().zip(effects.publish) {
+                    let id = meta.event_id();
+                    let report = ctx.follow_ups().publish_as(meta, follow_up).await;
+                    if report.refusal() != Some(&crate::Refusal::ShutDown) {
+                        delivered.push(id);
+                    }
+                    if let Err(error) = report.into_result() {
+                        failures.push(error.to_string());
+                    }
+                }
+                if let Err(error) = outbox.delivered(&delivered).await {
+                    tracing::warn!(saga = S::NAME, %key, %error, "published, but not marked delivered: the relay will publish again (same ids)");
+                }
+            } else {
+                let instance = (S::NAME, key.clone());
+                if status.has_ended() {
+                    shared.timers.cancel(&instance);
+                }
+                for (delay, timeout) in effects.schedule {
+                    if !status.has_ended() {
+                        shared.schedule::<S>(&instance, delay, timeout, ctx.detach());
+                    }
+                }
+                for follow_up in effects.publish {
+                    if let Err(error) = ctx.publish_boxed(follow_up).await.into_result() {
+                        failures.push(error.to_string());
+                    }
                 }
             }
             return match failures.is_empty() {
@@ -207,9 +236,54 @@ pub(crate) struct Shared {
     store: Arc<dyn SagaStore>,
     stats: FxHashMap<&'static str, Arc<Counters>>,
     timers: Timers,
+    /// This process, as the CloudEvents `instanceid` of what it writes to an outbox.
+    instance: String,
+    /// How long an outbox entry published right after its commit waits before the relay
+    /// takes it for one its process did not deliver.
+    redeliver_after: Duration,
 }
 
 impl Shared {
+    /// The step's effects as outbox entries of `commit`, each published one with the metadata
+    /// (and so the id) it will be published with. Only `#[event(distributed)]` events can be
+    /// kept.
+    fn prepare(
+        &self,
+        saga: &'static str,
+        key: &str,
+        parent: &EventMeta,
+        effects: &Effects,
+        commit: &mut Commit,
+    ) -> Result<Vec<EventMeta>, String> {
+        let now = SystemTime::now();
+        let source = format!("saga/{saga}");
+        let entry = |event: &dyn ErasedEvent, deliver_at, scheduled| {
+            let meta = EventMeta::child(parent, event.event_type());
+            meta.stamp();
+            let payload =
+                crate::wire::encode(event, &meta, &source, &self.instance).map_err(|e| {
+                    format!(
+                    "saga `{saga}` instance `{key}`: a durable store keeps what a step publishes, \
+                     so it must be an `#[event(distributed)]` event: {e}"
+                )
+                })?;
+            let outbox =
+                OutboxEntry::new(meta.event_id(), (saga, key), payload, deliver_at, scheduled);
+            Ok::<_, String>((meta, outbox))
+        };
+        let mut metas = Vec::new();
+        for event in &effects.publish {
+            let (meta, outbox) = entry(&**event, now + self.redeliver_after, false)?;
+            commit.outbox.push(outbox);
+            metas.push(meta);
+        }
+        for (delay, event) in &effects.schedule {
+            let (_, outbox) = entry(&**event, now + *delay, true)?;
+            commit.outbox.push(outbox);
+        }
+        Ok(metas)
+    }
+
     fn stats(&self, saga: &str) -> &Counters {
         &self.stats[saga]
     }
@@ -290,6 +364,7 @@ struct Counters {
     after_end: AtomicU64,
     timeouts_fired: AtomicU64,
     timeouts_dropped: AtomicU64,
+    relayed: AtomicU64,
 }
 
 /// What one saga did since [`SagasBuilder::start`].
@@ -316,6 +391,9 @@ pub struct SagaStats {
     pub timeouts_fired: u64,
     /// Scheduled events not published because the instance had ended.
     pub timeouts_dropped: u64,
+    /// Events a step published that this process's outbox relay delivered, because the
+    /// process that committed them did not.
+    pub relayed: u64,
 }
 
 impl From<&Counters> for SagaStats {
@@ -332,6 +410,7 @@ impl From<&Counters> for SagaStats {
             after_end: get(&c.after_end),
             timeouts_fired: get(&c.timeouts_fired),
             timeouts_dropped: get(&c.timeouts_dropped),
+            relayed: get(&c.relayed),
         }
     }
 }
@@ -341,6 +420,7 @@ impl From<&Counters> for SagaStats {
 #[must_use = "dropping `Sagas` unsubscribes its steps"]
 pub struct Sagas {
     shared: Arc<Shared>,
+    relay: Option<AbortHandle>,
     _subscriptions: Vec<Subscription>,
 }
 
@@ -351,6 +431,8 @@ impl Sagas {
             store: Arc::new(MemoryStore::new()),
             sagas: Vec::new(),
             problems: Vec::new(),
+            relay_every: Duration::from_millis(250),
+            redeliver_after: Duration::from_secs(5),
         }
     }
 
@@ -375,6 +457,73 @@ impl Sagas {
 impl Drop for Sagas {
     fn drop(&mut self) {
         self.shared.timers.cancel_all();
+        if let Some(relay) = &self.relay {
+            relay.abort();
+        }
+    }
+}
+
+/// How long a relay holds the entries it claimed before another may take them.
+const LEASE: Duration = Duration::from_secs(30);
+/// Entries claimed at once.
+const CLAIM: usize = 64;
+
+/// Delivers the outbox entries that are due, in this process, while the sagas run: scheduled
+/// events, and events whose committing process died before publishing them. Any number of
+/// processes may relay one outbox; a claim is a lease.
+async fn relay(shared: Arc<Shared>, bus: Arc<dyn FollowUps>, every: Duration) {
+    let outbox = shared
+        .store
+        .outbox()
+        .expect("started only for a store with an outbox");
+    loop {
+        let entries = match outbox.claim(CLAIM, LEASE).await {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::warn!(%error, "saga outbox: claim failed; trying again");
+                Vec::new()
+            }
+        };
+        let full = entries.len() == CLAIM;
+        let mut delivered = Vec::new();
+        for entry in entries {
+            let counters = shared.stats.get(entry.saga.as_str());
+            let decoded = crate::wire::Envelope::parse(entry.payload.as_bytes())
+                .and_then(crate::wire::Envelope::decode);
+            let (event, mut meta) = match decoded {
+                Ok(incoming) => incoming.into_event(),
+                Err(error) => {
+                    // Left in place: a build of this service that knows the type may take it.
+                    tracing::error!(saga = %entry.saga, key = %entry.key, id = %entry.id, %error, "saga outbox entry cannot be decoded here");
+                    continue;
+                }
+            };
+            // Our own event, not one received: the bridge may send it on.
+            meta.origin = None;
+            let report = bus.publish_as(meta, event.0).await;
+            if report.refusal() == Some(&crate::Refusal::ShutDown) {
+                break;
+            }
+            if let Err(error) = report.into_result() {
+                tracing::warn!(saga = %entry.saga, key = %entry.key, %error, "relayed saga event failed in a handler");
+            }
+            if let Some(counters) = counters {
+                bump(if entry.scheduled {
+                    &counters.timeouts_fired
+                } else {
+                    &counters.relayed
+                });
+            }
+            delivered.push(entry.id);
+        }
+        if !delivered.is_empty() {
+            if let Err(error) = outbox.delivered(&delivered).await {
+                tracing::warn!(%error, "saga outbox: delivered, but not removed; they will be delivered again (same ids)");
+            }
+        }
+        if !full {
+            tokio::time::sleep(every).await;
+        }
     }
 }
 
@@ -404,12 +553,29 @@ pub struct SagasBuilder {
     store: Arc<dyn SagaStore>,
     sagas: Vec<Declared>,
     problems: Vec<String>,
+    relay_every: Duration,
+    redeliver_after: Duration,
 }
 
 impl SagasBuilder {
     /// Keeps instances in `store` instead of memory.
     pub fn store(mut self, store: impl SagaStore) -> Self {
         self.store = Arc::new(store);
+        self
+    }
+
+    /// With a store that has an outbox: how often the relay looks for due entries (scheduled
+    /// events, and events whose committing process did not publish them). Default 250 ms.
+    pub fn relay_every(mut self, interval: Duration) -> Self {
+        self.relay_every = interval;
+        self
+    }
+
+    /// With a store that has an outbox: how long an event a step published waits, after its
+    /// commit, before a relay publishes it in place of a process that died first. Default 5 s;
+    /// a process that lives publishes it at once and removes it.
+    pub fn redeliver_after(mut self, grace: Duration) -> Self {
+        self.redeliver_after = grace;
         self
     }
 
@@ -478,10 +644,19 @@ impl SagasBuilder {
                 seen.push(event_type.type_id());
             }
         }
+        let runtime = tokio::runtime::Handle::try_current();
+        if self.store.outbox().is_some() && runtime.is_err() {
+            problems.push(
+                "a store with an outbox needs its relay task: start the sagas inside a tokio runtime"
+                    .to_owned(),
+            );
+        }
         if !problems.is_empty() {
             return Err(SagaError { problems });
         }
         let shared = Arc::new(Shared {
+            instance: EventId::new().to_string(),
+            redeliver_after: self.redeliver_after,
             store: self.store,
             stats: self
                 .sagas
@@ -496,8 +671,17 @@ impl SagasBuilder {
             .flat_map(|saga| saga.steps)
             .map(|step| (step.subscribe)(bus, &shared))
             .collect();
+        let relay = match (shared.store.outbox(), runtime) {
+            (Some(_), Ok(runtime)) => Some(
+                runtime
+                    .spawn(relay(shared.clone(), bus.follow_ups(), self.relay_every))
+                    .abort_handle(),
+            ),
+            _ => None,
+        };
         Ok(Sagas {
             shared,
+            relay,
             _subscriptions: subscriptions,
         })
     }

@@ -3,6 +3,7 @@
 use crate::event::EventId;
 use crate::handler::BoxFuture;
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 /// Where saga instances are kept. [`MemoryStore`](super::MemoryStore) is the default.
 ///
@@ -18,13 +19,79 @@ pub trait SagaStore: Send + Sync + 'static {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Instance>, StoreError>>;
 
-    /// Writes a step's outcome, if the instance is still at `commit.expected_version`.
+    /// Writes a step's outcome, if the instance is still at `commit.expected_version`. A
+    /// store with an [`outbox`](Self::outbox) writes [`Commit::outbox`] in the same
+    /// transaction, and on a commit that ends the instance drops its scheduled entries.
     fn commit<'a>(
         &'a self,
         saga: &'a str,
         key: &'a str,
         commit: Commit,
     ) -> BoxFuture<'a, Result<Committed, StoreError>>;
+
+    /// Where this store keeps what steps publish and schedule, committed with their state, for
+    /// a relay to deliver if the process dies before it does; `None` (the default) for a store
+    /// that keeps nothing across a restart, such as the in-memory one.
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        None
+    }
+}
+
+/// The events sagas committed and have yet to deliver: published right after their commit,
+/// or scheduled for later. A relay [`claim`](Self::claim)s those due, publishes them and marks
+/// them [`delivered`](Self::delivered); a claim is a lease, so an entry whose deliverer died is
+/// claimed again when the lease runs out (at least once; the event keeps its id, by which
+/// sagas recognise a second delivery).
+pub trait Outbox: Send + Sync {
+    /// Up to `limit` entries due now, leased to the caller for `lease`.
+    fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>>;
+
+    /// Removes delivered entries.
+    fn delivered<'a>(&'a self, ids: &'a [EventId]) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// One event in an [`Outbox`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct OutboxEntry {
+    /// The event's id: the same on every delivery.
+    pub id: EventId,
+    /// The saga instance whose step published it.
+    pub saga: String,
+    /// Its key.
+    pub key: String,
+    /// The event as a CloudEvent (JSON, structured mode).
+    pub payload: String,
+    /// When it is due: for an event published right after its commit, a grace period after
+    /// it (the committing process publishes it and removes the entry first); for a scheduled
+    /// event, its time.
+    pub deliver_at: SystemTime,
+    /// Scheduled by its step (dropped when the instance ends), rather than published.
+    pub scheduled: bool,
+}
+
+impl OutboxEntry {
+    /// An entry (for stores and their tests; the saga runtime makes these).
+    pub fn new(
+        id: EventId,
+        (saga, key): (&str, &str),
+        payload: String,
+        deliver_at: SystemTime,
+        scheduled: bool,
+    ) -> Self {
+        OutboxEntry {
+            id,
+            saga: saga.to_owned(),
+            key: key.to_owned(),
+            payload,
+            deliver_at,
+            scheduled,
+        }
+    }
 }
 
 /// A saga instance as stored.
@@ -91,6 +158,9 @@ pub struct Commit {
     pub status: Status,
     /// The event the step processed, added to [`Instance::processed`].
     pub event_id: EventId,
+    /// What the step published and scheduled, for a store with an [`Outbox`]; empty
+    /// otherwise.
+    pub outbox: Vec<OutboxEntry>,
 }
 
 impl Commit {
@@ -106,6 +176,7 @@ impl Commit {
             state,
             status,
             event_id,
+            outbox: Vec::new(),
         }
     }
 }
