@@ -356,7 +356,82 @@ fn a_saga_added_twice_is_refused_by_name() {
 async fn registered_sagas_are_found_at_link_time() {
     let bus = EventBus::new();
     let sagas = Sagas::builder().with_registered().start(&bus).unwrap();
-    assert_eq!(sagas.names(), ["fulfillment"]);
+    assert_eq!(sagas.names(), ["Count", "fulfillment"]);
     assert!(bus.publish(payment(3)).await.is_ok());
     assert_eq!(sagas.stats("fulfillment").unwrap().started, 1);
+}
+
+mod harness {
+    use super::fulfillment::*;
+    use eventbus_core::saga::testing::SagaTest;
+    use eventbus_core::saga::{SagaContext, Status};
+    use eventbus_core::{saga, Event};
+    use serde::{Deserialize, Serialize};
+
+    #[tokio::test(start_paused = true)]
+    async fn given_events_then_state_status_and_published_on_a_virtual_clock() {
+        let test = SagaTest::<Fulfillment>::new();
+        test.given(reservation(1)).await;
+        assert_eq!(
+            test.state("A-1").await,
+            Some(Fulfillment {
+                cents: None,
+                reserved: true
+            })
+        );
+        test.advance(PAYMENT_WINDOW).await;
+        assert_eq!(
+            test.status("A-1").await,
+            Some(Status::Compensated("no payment within 30 minutes".into()))
+        );
+        assert_eq!(
+            test.published::<ReleaseInventory>(),
+            [ReleaseInventory {
+                order_id: "A-1".into()
+            }]
+        );
+        assert!(test.published::<FulfillmentStarted>().is_empty());
+        assert_eq!(test.sagas().stats("fulfillment").unwrap().timeouts_fired, 1);
+    }
+
+    #[derive(Event, Clone, Debug)]
+    struct ShopEvent {
+        order_id: String,
+    }
+
+    #[derive(Event, Clone, Debug)]
+    #[event(extends = ShopEvent)]
+    struct Placed {
+        #[event(base)]
+        base: ShopEvent,
+    }
+
+    #[derive(Default, Debug, PartialEq, Serialize, Deserialize)]
+    struct Count {
+        placed: u32,
+    }
+
+    #[saga(key = String)]
+    impl Count {
+        // The key in the base event: a path of fields.
+        #[start(by = base.order_id)]
+        fn placed(&mut self, _: &Placed, _: &mut SagaContext) {
+            self.placed += 1;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_step_correlates_by_a_field_of_a_base_event() {
+        let test = SagaTest::<Count>::new();
+        let placed = |id: &str| Placed {
+            base: ShopEvent {
+                order_id: id.into(),
+            },
+        };
+        test.given(placed("A-1")).await;
+        test.given(placed("A-1")).await;
+        test.given(placed("B-2")).await;
+        assert_eq!(test.state("A-1").await, Some(Count { placed: 2 }));
+        assert_eq!(test.state("B-2").await, Some(Count { placed: 1 }));
+    }
 }

@@ -1,5 +1,6 @@
-//! The events the two services share. Both binaries compile this file, as two services would
-//! share a crate of event types.
+//! The events the services share. Each binary compiles this file, as services would share a
+//! crate of event types; each uses part of it.
+#![allow(dead_code)]
 
 use eventbus_core::Event;
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,27 @@ pub struct ParcelShipped {
     pub tracking: String,
 }
 
+/// Sent by `orders` once the payment went through (durable: fulfillment must not miss one).
+#[derive(Event, Clone, Debug, Serialize, Deserialize)]
+#[event(extends = ShopEvent, name = "shop.payment_captured", distributed)]
+pub struct PaymentCaptured {
+    #[event(base)]
+    pub base: ShopEvent,
+    pub amount_cents: u64,
+}
+
+/// Broadcast by the `fulfillment` saga once an order is both placed and paid.
+#[derive(Event, Clone, Debug, Serialize, Deserialize)]
+#[event(extends = ShopEvent, name = "shop.fulfillment_started", distributed)]
+pub struct OrderFulfillmentStarted {
+    #[event(base)]
+    pub base: ShopEvent,
+    pub amount_cents: u64,
+}
+
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
 pub const ORDERS_STREAM: &str = "shop:orders";
+pub const PAYMENTS_STREAM: &str = "shop:payments";
 pub const NOTIFICATIONS: &str = "shop:notifications";
+/// Where the fulfillment saga keeps its instances (`DATABASE_URL` overrides it).
+pub const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";

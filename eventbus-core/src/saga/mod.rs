@@ -77,6 +77,7 @@ mod memory;
 mod postgres;
 mod runtime;
 mod store;
+pub mod testing;
 
 pub use context::SagaContext;
 pub use memory::MemoryStore;

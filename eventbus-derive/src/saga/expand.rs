@@ -24,14 +24,15 @@ pub(super) fn expand(def: &SagaDef, block: &syn::ItemImpl) -> TokenStream {
     let steps = def.steps.iter().map(|step| {
         let event = &step.event;
         let method = &step.method;
-        let by = &step.by;
+        // Each field spanned where it is written: a missing one, or one of another type than
+        // the key, is reported there.
+        let last = step.by.last().expect("a path has a field");
+        let fields = step.by.iter().map(|field| quote_spanned!(field.span()=> .#field));
         let declare = if step.starts { quote!(start) } else { quote!(step) };
         let method_name = method.to_string();
-        // Spanned at the field: a missing field, or one of another type than the key, is
-        // reported there.
-        let correlate = quote_spanned!(by.span()=>
+        let correlate = quote_spanned!(last.span()=>
             |event: &#event| -> ::std::string::String {
-                let key: &#key = &event.#by;
+                let key: &#key = &event #(#fields)*;
                 ::std::string::ToString::to_string(key)
             }
         );

@@ -31,7 +31,38 @@ pub(crate) struct StepDef {
     pub method: Ident,
     pub starts: bool,
     pub event: Type,
-    pub by: Ident,
+    /// The field that holds the key: `order_id`, or a path into a base, `base.order_id`.
+    pub by: Vec<Ident>,
+}
+
+/// Parses `by = order_id` or `by = base.order_id`.
+fn field_path(meta: &syn::meta::ParseNestedMeta) -> syn::Result<Vec<Ident>> {
+    let wrong = |span| {
+        syn::Error::new(
+            span,
+            "`by` takes the event's field that holds the saga key, e.g. `by = order_id` or, in a base event, `by = base.order_id`",
+        )
+    };
+    let expr: syn::Expr = meta.value()?.parse().map_err(|e| wrong(e.span()))?;
+    let mut path = Vec::new();
+    let mut next = &expr;
+    loop {
+        match next {
+            syn::Expr::Field(field) => match &field.member {
+                syn::Member::Named(ident) => {
+                    path.push(ident.clone());
+                    next = &field.base;
+                }
+                syn::Member::Unnamed(_) => return Err(wrong(field.member.span())),
+            },
+            syn::Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
+                path.push(p.path.get_ident().cloned().expect("checked"));
+                path.reverse();
+                return Ok(path);
+            }
+            other => return Err(wrong(other.span())),
+        }
+    }
 }
 
 pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -186,15 +217,13 @@ fn take_step(method: &mut ImplItemFn, errors: &mut Errors) -> Option<StepDef> {
         );
     }
     let which = if starts { START } else { STEP };
-    let mut by = Slot::<Ident>::new(BY);
+    let mut by = Slot::<Vec<Ident>>::new(BY);
+    // A `by` that does not parse is its own error, not also a missing `by`.
+    let mut by_written = false;
     let parsed = attr.parse_nested_meta(|meta| {
         if meta.path.is_ident(BY) {
-            let field: Ident = meta.value()?.parse().map_err(|e| {
-                syn::Error::new(
-                    e.span(),
-                    "`by` takes the name of the event's field that holds the saga key, e.g. `by = order_id`",
-                )
-            })?;
+            by_written = true;
+            let field = field_path(&meta)?;
             by.set(meta.path.span(), field, errors);
             Ok(())
         } else {
@@ -208,6 +237,9 @@ fn take_step(method: &mut ImplItemFn, errors: &mut Errors) -> Option<StepDef> {
         }
     }
     let Some(by) = by.take() else {
+        if by_written {
+            return None;
+        }
         errors.error(
             &attr,
             format!(
