@@ -2,18 +2,20 @@
 //! `TypeId` map bus, eventbus, and peers. `cargo bench -p eventbus-benches --bench dispatch`;
 //! `docs/performance.md` has the figures and how to read them.
 
+#[path = "support/poll.rs"]
+mod poll;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use eventbus_core::middleware::{self, Envelope, Next};
 use eventbus_core::{Event, EventBus};
+use poll::poll_once;
 use std::any::{Any, TypeId};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 #[derive(Event, Clone)]
@@ -48,18 +50,6 @@ static HITS: AtomicU64 = AtomicU64::new(0);
 #[inline(never)]
 fn work(n: u64) {
     HITS.fetch_add(black_box(n) & 1, Ordering::Relaxed);
-}
-
-/// Polls once: a publish to sync handlers completes in its first poll, so no executor cost
-/// is measured for any contender that is polled this way.
-fn poll_once<F: Future>(future: F) -> F::Output {
-    match pin!(future)
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("expected to complete in one poll"),
-    }
 }
 
 /// A type-erased handler of the hand-written bus.

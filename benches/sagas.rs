@@ -4,16 +4,17 @@
 //! a server on 127.0.0.1:5432, database `test`; it is skipped, saying so, without one);
 //! figures in `docs/performance.md`.
 
+#[path = "support/poll.rs"]
+mod poll;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use eventbus_core::saga::{PostgresStore, SagaContext, Sagas};
 use eventbus_core::{saga, Event, EventBus};
+use poll::poll_once;
 use serde::{Deserialize, Serialize};
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 #[derive(Event, Clone)]
@@ -35,17 +36,6 @@ impl Ledger {
     fn paid(&mut self, e: &Paid, _: &mut SagaContext) {
         self.cents += e.cents;
         TOTAL.fetch_add(black_box(e.cents) & 1, Ordering::Relaxed);
-    }
-}
-
-/// Everything here completes in its first poll (the memory store never waits).
-fn poll_once<F: Future>(future: F) -> F::Output {
-    match pin!(future)
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("expected to complete in one poll"),
     }
 }
 

@@ -146,14 +146,7 @@ async fn events_we_write_are_read_by_the_python_sdk() {
     let headers = eventbus_core::Headers::from_iter([("tenant", "acme")]);
     let report = bus.publish_with(Order { order: 9 }, headers).await;
     assert!(report.is_ok());
-    let mut redis = connect(SHARED_URL).await;
-    wait_until("the event is written", LIMIT, || {
-        let (mut redis, stream) = (redis.clone(), stream.clone());
-        async move { redis.xlen::<_, usize>(&stream).await.unwrap() == 1 }
-    })
-    .await;
-    let entries: redis::streams::StreamRangeReply = redis.xrange_all(&stream).await.unwrap();
-    let payload: String = redis::from_redis_value(entries.ids[0].map["ce"].clone()).unwrap();
+    let payload = support::first_cloudevent(&stream, LIMIT).await;
 
     let read = python(
         r#"

@@ -20,7 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{connect, unique, wait_until, SHARED_URL};
+use support::{connect, first_cloudevent, unique, wait_until, SHARED_URL};
 
 type Log<T> = Arc<Mutex<Vec<T>>>;
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -308,14 +308,8 @@ async fn an_event_redelivered_by_the_durable_bridge_changes_nothing_the_second_t
         .unwrap();
     sender.start(&payments).await.unwrap();
     assert!(payments.publish(payment(7)).await.is_ok());
+    let payload = first_cloudevent(&stream, LIMIT).await;
     let mut redis = connect(SHARED_URL).await;
-    wait_until("the payment is written", LIMIT, || {
-        let (mut redis, stream) = (redis.clone(), stream.clone());
-        async move { redis.xlen::<_, usize>(&stream).await.unwrap() == 1 }
-    })
-    .await;
-    let entries: redis::streams::StreamRangeReply = redis.xrange_all(&stream).await.unwrap();
-    let payload: String = redis::from_redis_value(entries.ids[0].map["ce"].clone()).unwrap();
     let _: String = redis.xadd(&stream, "*", &[("ce", payload)]).await.unwrap();
 
     wait_until("both deliveries reached the saga", LIMIT, || async {

@@ -40,6 +40,19 @@ where
     }
 }
 
+/// The CloudEvent (field `ce`) of the first entry of `stream`, once it holds one.
+pub async fn first_cloudevent(stream: &str, limit: Duration) -> String {
+    use redis::AsyncCommands;
+    let redis = connect(SHARED_URL).await;
+    wait_until("an entry is written", limit, || {
+        let mut redis = redis.clone();
+        async move { redis.xlen::<_, usize>(stream).await.unwrap() >= 1 }
+    })
+    .await;
+    let entries: redis::streams::StreamRangeReply = redis.clone().xrange_all(stream).await.unwrap();
+    redis::from_redis_value(entries.ids[0].map["ce"].clone()).unwrap()
+}
+
 /// A `redis-server` of this test's own on a free loopback port, with persistence on.
 pub struct PrivateRedis {
     pub port: u16,
