@@ -258,7 +258,9 @@ impl Hold {
     }
 
     #[step(by = order)]
-    fn paid(&mut self, _: &Paid, ctx: &mut SagaContext) {
+    fn paid(&mut self, e: &Paid, ctx: &mut SagaContext) {
+        // Scheduled by a step that ends the saga: never kept, never fired.
+        ctx.schedule(DEADLINE, Overdue { order: e.order });
         ctx.complete();
     }
 

@@ -277,9 +277,12 @@ impl Shared {
             commit.outbox.push(outbox);
             metas.push(meta);
         }
-        for (delay, event) in &effects.schedule {
-            let (_, outbox) = entry(&**event, now + *delay, true)?;
-            commit.outbox.push(outbox);
+        // A step that ends its saga schedules nothing (as on the in-memory store).
+        if effects.end.is_none() {
+            for (delay, event) in &effects.schedule {
+                let (_, outbox) = entry(&**event, now + *delay, true)?;
+                commit.outbox.push(outbox);
+            }
         }
         Ok(metas)
     }
@@ -463,6 +466,16 @@ impl Drop for Sagas {
     }
 }
 
+/// Removes the entries a relay delivered.
+async fn finish(outbox: &dyn super::Outbox, delivered: &[EventId]) {
+    if delivered.is_empty() {
+        return;
+    }
+    if let Err(error) = outbox.delivered(delivered).await {
+        tracing::warn!(%error, "saga outbox: delivered, but not removed; they will be delivered again (same ids)");
+    }
+}
+
 /// How long a relay holds the entries it claimed before another may take them.
 const LEASE: Duration = Duration::from_secs(30);
 /// Entries claimed at once.
@@ -502,7 +515,10 @@ async fn relay(shared: Arc<Shared>, bus: Arc<dyn FollowUps>, every: Duration) {
             meta.origin = None;
             let report = bus.publish_as(meta, event.0).await;
             if report.refusal() == Some(&crate::Refusal::ShutDown) {
-                break;
+                // The bus is gone: what is left of the claim falls due again when the lease
+                // runs out, for another process.
+                finish(outbox, &delivered).await;
+                return;
             }
             if let Err(error) = report.into_result() {
                 tracing::warn!(saga = %entry.saga, key = %entry.key, %error, "relayed saga event failed in a handler");
@@ -516,11 +532,7 @@ async fn relay(shared: Arc<Shared>, bus: Arc<dyn FollowUps>, every: Duration) {
             }
             delivered.push(entry.id);
         }
-        if !delivered.is_empty() {
-            if let Err(error) = outbox.delivered(&delivered).await {
-                tracing::warn!(%error, "saga outbox: delivered, but not removed; they will be delivered again (same ids)");
-            }
-        }
+        finish(outbox, &delivered).await;
         if !full {
             tokio::time::sleep(every).await;
         }
