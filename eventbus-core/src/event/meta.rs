@@ -187,10 +187,7 @@ impl EventMeta {
     /// the time, if nothing had), or the id it was sent with, for an event from another
     /// process.
     pub fn event_id(&self) -> EventId {
-        match self.id {
-            Identity::Given(id) => id,
-            Identity::Local { sequence } => EventId::at(self.time(), sequence),
-        }
+        self.id_later().get()
     }
 
     /// The time, if the event is stamped already (without reading the clock).

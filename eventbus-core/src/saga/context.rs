@@ -1,5 +1,6 @@
 //! [`SagaContext`]: what a step may do besides changing its state.
 
+use super::store::Status;
 use crate::event::{ErasedEvent, Event, EventMeta};
 use std::fmt;
 use std::ops::Deref;
@@ -17,18 +18,21 @@ pub struct SagaContext<'a> {
 }
 
 /// What a step asked for, applied after its commit.
-#[derive(Default)]
 pub(crate) struct Effects {
     pub(crate) publish: Vec<Box<dyn ErasedEvent>>,
     pub(crate) schedule: Vec<(Duration, Box<dyn ErasedEvent>)>,
-    pub(crate) end: Option<End>,
+    /// `Running` unless the step ended the saga.
+    pub(crate) status: Status,
 }
 
-/// How a step ended its saga.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum End {
-    Completed,
-    Compensated(String),
+impl Default for Effects {
+    fn default() -> Self {
+        Effects {
+            publish: Vec::new(),
+            schedule: Vec::new(),
+            status: Status::Running,
+        }
+    }
 }
 
 impl<'a> SagaContext<'a> {
@@ -60,13 +64,13 @@ impl<'a> SagaContext<'a> {
     /// Ends the saga: its state is kept, later events for it are ignored, its scheduled
     /// events never fire.
     pub fn complete(&mut self) {
-        self.effects.end = Some(End::Completed);
+        self.effects.status = Status::Completed;
     }
 
     /// Ends the saga as compensated, with the reason: publish the compensating events with
     /// [`publish`](Self::publish) in the same step. Otherwise like [`complete`](Self::complete).
     pub fn compensate(&mut self, reason: impl Into<String>) {
-        self.effects.end = Some(End::Compensated(reason.into()));
+        self.effects.status = Status::Compensated(reason.into());
     }
 }
 
@@ -85,7 +89,7 @@ impl fmt::Debug for SagaContext<'_> {
             .field("key", &self.key)
             .field("publish", &self.effects.publish.len())
             .field("schedule", &self.effects.schedule.len())
-            .field("end", &self.effects.end)
+            .field("status", &self.effects.status)
             .finish()
     }
 }

@@ -1,6 +1,6 @@
 //! [`Sagas`]: the sagas of one bus, their steps subscribed as handlers, their timers.
 
-use super::context::{Effects, End, SagaContext};
+use super::context::{Effects, SagaContext};
 use super::memory::MemoryStore;
 use super::store::{Commit, Committed, OutboxEntry, SagaStore, Status};
 use super::{Saga, SagaRegistration, StepFn, Steps};
@@ -132,11 +132,7 @@ impl<S: Saga, E: Event> Step<S, E> {
             let mut saga_ctx = SagaContext::new(ctx.meta(), &key);
             (self.run)(&mut state, event, &mut saga_ctx)?;
             let effects = saga_ctx.effects;
-            let status = match &effects.end {
-                None => Status::Running,
-                Some(End::Completed) => Status::Completed,
-                Some(End::Compensated(reason)) => Status::Compensated(reason.clone()),
-            };
+            let status = effects.status.clone();
             let state = serde_json::to_value(&state).map_err(|e| {
                 format!(
                     "saga `{}` instance `{key}`: state does not encode: {e}",
@@ -145,7 +141,8 @@ impl<S: Saga, E: Event> Step<S, E> {
             })?;
             let mut commit = Commit::new(expected_version, state, status.clone(), event_id);
             // With an outbox, what the step publishes and schedules is committed with it.
-            let durable = match shared.store.outbox() {
+            let outbox = shared.store.outbox();
+            let durable = match outbox {
                 Some(_) => {
                     Some(shared.prepare(S::NAME, &key, ctx.meta(), &effects, &mut commit)?)
                 }
@@ -173,13 +170,9 @@ impl<S: Saga, E: Event> Step<S, E> {
                 Status::Compensated(_) => bump(&stats.compensated),
             }
             let mut failures = Vec::new();
-            if let Some(metas) = durable {
+            if let (Some(metas), Some(outbox)) = (durable, outbox) {
                 // Published now with the ids they were committed with; the relay delivers
                 // what this process does not get to (and the scheduled ones, when due).
-                let outbox = shared
-                    .store
-                    .outbox()
-                    .expect("a durable store has an outbox");
                 let mut delivered = Vec::new();
                 for (meta, follow_up) in metas.into_iter().zip(effects.publish) {
                     let id = meta.event_id();
@@ -191,17 +184,14 @@ impl<S: Saga, E: Event> Step<S, E> {
                         failures.push(error.to_string());
                     }
                 }
-                if let Err(error) = outbox.delivered(&delivered).await {
-                    tracing::warn!(saga = S::NAME, %key, %error, "published, but not marked delivered: the relay will publish again (same ids)");
-                }
+                finish(outbox, &delivered).await;
             } else {
                 let instance = (S::NAME, key.clone());
                 if status.has_ended() {
                     shared.timers.cancel(&instance);
-                }
-                for (delay, timeout) in effects.schedule {
-                    if !status.has_ended() {
-                        shared.schedule::<S>(&instance, delay, timeout, ctx.detach());
+                } else {
+                    for (delay, timeout) in effects.schedule {
+                        shared.schedule(&instance, delay, timeout, ctx.detach());
                     }
                 }
                 for follow_up in effects.publish {
@@ -278,7 +268,7 @@ impl Shared {
             metas.push(meta);
         }
         // A step that ends its saga schedules nothing (as on the in-memory store).
-        if effects.end.is_none() {
+        if !effects.status.has_ended() {
             for (delay, event) in &effects.schedule {
                 let (_, outbox) = entry(&**event, now + *delay, true)?;
                 commit.outbox.push(outbox);
@@ -292,16 +282,16 @@ impl Shared {
     }
 
     /// Publishes `event` after `delay` unless the instance has ended by then.
-    fn schedule<S: Saga>(
-        self: &Shared,
+    fn schedule(
+        &self,
         instance: &(&'static str, String),
-        delay: std::time::Duration,
+        delay: Duration,
         event: Box<dyn ErasedEvent>,
         ctx: OwnedContext,
     ) {
         let store = self.store.clone();
-        let counters = self.stats[S::NAME].clone();
         let (saga, key) = instance.clone();
+        let counters = self.stats[saga].clone();
         let task = tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             match store.load(saga, &key).await {
@@ -466,7 +456,7 @@ impl Drop for Sagas {
     }
 }
 
-/// Removes the entries a relay delivered.
+/// Removes delivered entries from the outbox (nothing to do, no round trip, when none were).
 async fn finish(outbox: &dyn super::Outbox, delivered: &[EventId]) {
     if delivered.is_empty() {
         return;
