@@ -385,7 +385,8 @@ async fn every_kind_of_bad_durable_payload_is_dead_lettered_and_the_next_good_on
     assert_eq!(reasons[2], "unknown event type `test.nobody`");
     assert_eq!(
         reasons[3],
-        "event type `test.order.placed` is not known at version 99"
+        "event type `test.order.placed` arrived at version 99, newer than any this process \
+         knows (newest: 2); upgrade consumers before producers"
     );
     assert!(
         reasons[4].starts_with("data does not fit `test.order.placed` v2"),
@@ -394,7 +395,7 @@ async fn every_kind_of_bad_durable_payload_is_dead_lettered_and_the_next_good_on
     assert_eq!(reasons[5], "the entry has no `ce` field");
     let d = billing.diagnostics();
     assert_eq!(
-        (d.malformed, d.unknown_type, d.unknown_version, d.bad_data),
+        (d.malformed, d.unknown_type, d.newer_version, d.bad_data),
         (3, 1, 1, 1)
     );
     assert_eq!((d.dead_lettered, d.dispatched), (6, 1));
@@ -430,7 +431,7 @@ async fn bad_broadcast_payloads_are_counted_and_the_next_good_one_handled() {
             d.received,
             d.malformed,
             d.unknown_type,
-            d.unknown_version,
+            d.newer_version,
             d.bad_data,
             d.dispatched
         ),

@@ -7,5 +7,6 @@ fn ui() {
     t.compile_fail("ui/event/*.rs");
     t.compile_fail("ui/handler/*.rs");
     t.compile_fail("ui/saga/*.rs");
+    t.compile_fail("ui/upcast/*.rs");
     t.pass("ui/pass/*.rs");
 }

@@ -183,6 +183,48 @@ pub use eventbus_derive::handler;
 #[cfg(feature = "wire")]
 pub use eventbus_derive::saga;
 
+/// Registers an upcaster at link time: a fn from one version of an event to the next.
+///
+/// Several versions of one event live side by side as Rust types sharing one `name`, each with
+/// its `version`. An upcaster turns version `n` into version `n + 1`; every bus composes them
+/// into chains, so a handler of the newest version receives every older one too, upcast, when
+/// it is published here and when it arrives from the wire. A handler of an old version still
+/// receives that version, as it was published, and handlers of a common parent type receive
+/// the event once. [`EventBusBuilder::build`] checks the chains (no gap, no step that skips a
+/// version, no two upcasters from one type, no cycle) and names the types of each problem.
+///
+/// ```
+/// use eventbus_core::{upcast, Event, EventBus};
+///
+/// #[derive(Event)]
+/// #[event(name = "orders.placed", version = 1)]
+/// struct OrderPlacedV1 { order_id: String, cents: u64 }
+///
+/// #[derive(Event)]
+/// #[event(name = "orders.placed", version = 2)]
+/// struct OrderPlaced { order_id: String, cents: u64, currency: String }
+///
+/// #[upcast]
+/// fn placed_v1_to_v2(old: &OrderPlacedV1) -> OrderPlaced {
+///     OrderPlaced { order_id: old.order_id.clone(), cents: old.cents, currency: "EUR".into() }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let bus = EventBus::new();
+/// let _sub = bus.subscribe(|e: &OrderPlaced| assert_eq!(e.currency, "EUR"));
+/// let report = bus.publish(OrderPlacedV1 { order_id: "A-1".into(), cents: 5 }).await;
+/// assert_eq!(report.handled(), 1);
+/// assert_eq!(report.event_type().version(), 1); // reported as published
+/// # }
+/// ```
+///
+/// The fn takes the old version by reference and returns the next one; it stays an ordinary
+/// fn. `#[upcast(crate = path)]` names eventbus-core for a crate that reaches it through a
+/// re-export. Closures can be added with
+/// [`EventBusBuilder::upcaster`](crate::EventBusBuilder::upcaster). The guide's
+/// `docs/versioning.md` walks through a migration.
+pub use eventbus_derive::upcast;
+
 /// Links crates that hold `#[handler]`s into the application, so that
 /// [`with_registered_handlers`](EventBusBuilder::with_registered_handlers) finds them.
 ///
@@ -211,8 +253,8 @@ macro_rules! link {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::event::{
-        event_part, AnyEvent, CloneIfClone, CloneProbe, CloneUnavailable, EventPart, EventProbe,
-        EventType, IsEvent, NotEvent,
+        event_part, upcast_with, AnyEvent, CloneIfClone, CloneProbe, CloneUnavailable, EventPart,
+        EventProbe, EventType, IsEvent, NotEvent, Upcasted, UpcasterRegistration,
     };
     pub use crate::handler::{
         BoxFuture, EventRegistration, HandlerFn, HandlerParam, HandlerPolicy, HandlerRegistration,

@@ -102,9 +102,19 @@ pub(crate) fn crate_path(meta: &ParseNestedMeta) -> syn::Result<syn::Path> {
     })
 }
 
+/// A value as written, seen through the invisible group a `macro_rules!` fragment
+/// (`$name:literal`) wraps it in.
+fn value(meta: &ParseNestedMeta) -> syn::Result<Expr> {
+    let mut expr: Expr = meta.value()?.parse()?;
+    while let Expr::Group(group) = expr {
+        expr = *group.expr;
+    }
+    Ok(expr)
+}
+
 /// Parses `= "text"`.
 pub(crate) fn string_value(meta: &ParseNestedMeta, key: &str) -> syn::Result<LitStr> {
-    let expr: Expr = meta.value()?.parse()?;
+    let expr = value(meta)?;
     match expr {
         Expr::Lit(ExprLit {
             lit: Lit::Str(s), ..
@@ -127,7 +137,7 @@ where
     N: std::str::FromStr,
     N::Err: std::fmt::Display,
 {
-    let expr: Expr = meta.value()?.parse()?;
+    let expr = value(meta)?;
     let wrong = |span: Span| {
         syn::Error::new(
             span,

@@ -9,6 +9,7 @@ mod errors;
 mod event;
 mod handler;
 mod saga;
+mod upcast;
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
@@ -30,4 +31,10 @@ pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn saga(args: TokenStream, item: TokenStream) -> TokenStream {
     saga::attribute(args.into(), item.into()).into()
+}
+
+/// Registers a function as an upcaster at link time. See `eventbus_core::upcast`.
+#[proc_macro_attribute]
+pub fn upcast(args: TokenStream, item: TokenStream) -> TokenStream {
+    upcast::attribute(args.into(), item.into()).into()
 }

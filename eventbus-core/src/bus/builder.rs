@@ -3,8 +3,11 @@
 use super::EventBus;
 use crate::engine::pipeline::{Layer, Middleware};
 use crate::engine::{Config, DispatchMode, Router};
+use crate::event::version::{Upcaster, Upcasts, VersionProblem};
 use crate::event::{Event, EventType};
-use crate::handler::{all_handlers, Callable, Context, HandlerEntry, Selection, StateKeys};
+use crate::handler::{
+    all_events, all_handlers, Callable, Context, HandlerEntry, Selection, StateKeys,
+};
 use crate::report::PublishReport;
 use rustc_hash::FxHashMap;
 use std::any::{Any, TypeId};
@@ -44,6 +47,8 @@ pub struct EventBusBuilder {
     selection: Selection,
     shared_handler_names: bool,
     duplicate_states: Vec<&'static str>,
+    /// Upcasters given here, besides the `#[upcast]` fns linked into the binary.
+    upcasters: Vec<Upcaster>,
     config: Config,
 }
 
@@ -166,6 +171,43 @@ impl EventBusBuilder {
         self
     }
 
+    /// Adds an upcaster from `Old` to `New`, the next version of the same event, as a
+    /// closure; `#[upcast]` fns are taken without asking. A handler of `New` then also receives
+    /// every `Old`, published here or received from the wire, upcast (see
+    /// [`upcast`](crate::upcast)). [`build`](Self::build) checks the chains.
+    ///
+    /// ```
+    /// use eventbus_core::{Event, EventBus};
+    ///
+    /// #[derive(Event)]
+    /// #[event(name = "user.renamed", version = 1)]
+    /// struct UserRenamedV1 { name: String }
+    ///
+    /// #[derive(Event)]
+    /// #[event(name = "user.renamed", version = 2)]
+    /// struct UserRenamed { first: String, last: String }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let bus = EventBus::builder()
+    ///     .upcaster(|old: &UserRenamedV1| {
+    ///         let (first, last) = old.name.split_once(' ').unwrap_or((&old.name, ""));
+    ///         UserRenamed { first: first.into(), last: last.into() }
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let _sub = bus.subscribe(|e: &UserRenamed| assert_eq!(e.last, "Lovelace"));
+    /// let report = bus.publish(UserRenamedV1 { name: "Ada Lovelace".into() }).await;
+    /// assert_eq!(report.handled(), 1);
+    /// # }
+    /// ```
+    pub fn upcaster<Old: Event, New: Event>(
+        mut self,
+        upcast: impl Fn(&Old) -> New + Send + Sync + 'static,
+    ) -> Self {
+        self.upcasters.push(Upcaster::of_fn(upcast));
+        self
+    }
+
     /// Builds the bus, or reports every problem found: a `State<T>` a handler needs but was not
     /// given, a state given twice, two event types claiming one (name, version).
     pub fn build(self) -> Result<EventBus, BuildError> {
@@ -197,7 +239,26 @@ impl EventBusBuilder {
             }
         }
 
-        let router = Router::default();
+        let mut upcasters = Upcaster::registered();
+        upcasters.extend(self.upcasters);
+        // The versions of an upcast event's name, wherever they are declared.
+        let versioned: Vec<&'static EventType> = {
+            let names: rustc_hash::FxHashSet<&str> =
+                upcasters.iter().map(|u| u.from.name()).collect();
+            let endpoints = upcasters.iter().flat_map(|u| [u.from, u.to]);
+            endpoints
+                .chain(all_events().filter(|t| names.contains(t.name())))
+                .collect()
+        };
+        let upcasts = match Upcasts::resolve(upcasters, all_events()) {
+            Ok(upcasts) => upcasts,
+            Err(found) => {
+                problems.extend(found.into_iter().map(BuildProblem::from));
+                Upcasts::default()
+            }
+        };
+
+        let router = Router::new(upcasts);
         let registrations = self.selection.handlers();
         if !self.shared_handler_names {
             // Sorted by name: two of one name sit side by side.
@@ -213,6 +274,12 @@ impl EventBusBuilder {
                 }
             }
         }
+        let handled = registrations.iter().flat_map(|r| r.event.lineage());
+        problems.extend(name_clashes(
+            (self.selection.events().into_iter())
+                .chain(handled)
+                .chain(versioned),
+        ));
         for registration in &registrations {
             let mut keys = StateKeys::new();
             (registration.declare_states)(&mut keys);
@@ -238,11 +305,6 @@ impl EventBusBuilder {
                 });
             }
         }
-
-        let handled = registrations.iter().flat_map(|r| r.event.lineage());
-        problems.extend(name_clashes(
-            self.selection.events().into_iter().chain(handled),
-        ));
 
         if problems.is_empty() {
             Ok(EventBus::from_parts(router, self.config))
@@ -390,6 +452,69 @@ pub enum BuildProblem {
         /// The other claimant's Rust type.
         second: String,
     },
+    /// An upcaster does not lead to the next version of its event (`v{n}` to `v{n+1}` of the
+    /// same name).
+    UpcasterSkipsVersion {
+        /// The upcaster, with where it is defined.
+        upcaster: String,
+        /// Its source type: `name vN (RustType)`.
+        from: String,
+        /// Its target type.
+        to: String,
+    },
+    /// Two upcasters start from one type.
+    DuplicateUpcaster {
+        /// The type: `name vN (RustType)`.
+        from: String,
+        /// One upcaster, with where it is defined.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// Upcasters that lead back to where they started.
+    UpcastCycle {
+        /// The types on the cycle: `name vN (RustType)`, sorted.
+        types: Vec<String>,
+    },
+    /// A version of an event has no upcaster to the next, though a newer version exists:
+    /// its events would never reach handlers of the newest.
+    VersionGap {
+        /// The event name.
+        name: String,
+        /// The version the way up stops at: `name vN (RustType)`.
+        stuck_at: String,
+        /// The newest version known.
+        newest: u32,
+    },
+}
+
+impl From<VersionProblem> for BuildProblem {
+    fn from(problem: VersionProblem) -> Self {
+        match problem {
+            VersionProblem::NotNextVersion { upcaster, from, to } => {
+                BuildProblem::UpcasterSkipsVersion { upcaster, from, to }
+            }
+            VersionProblem::Duplicate {
+                from,
+                first,
+                second,
+            } => BuildProblem::DuplicateUpcaster {
+                from,
+                first,
+                second,
+            },
+            VersionProblem::Cycle { types } => BuildProblem::UpcastCycle { types },
+            VersionProblem::Gap {
+                name,
+                stuck_at,
+                newest,
+            } => BuildProblem::VersionGap {
+                name,
+                stuck_at,
+                newest,
+            },
+        }
+    }
 }
 
 /// `a`, `b`, … for an error message; `(none)` when empty.
@@ -461,6 +586,34 @@ impl fmt::Display for BuildProblem {
                 f,
                 "event types `{first}` and `{second}` both claim name `{name}` version {version}: \
                  give one of them another `#[event(name = ..)]` or `version`"
+            ),
+            BuildProblem::UpcasterSkipsVersion { upcaster, from, to } => write!(
+                f,
+                "upcaster {upcaster} turns {from} into {to}: an upcaster leads to the next \
+                 version of the same event (v{{n}} to v{{n+1}}); the bus composes longer ways"
+            ),
+            BuildProblem::DuplicateUpcaster {
+                from,
+                first,
+                second,
+            } => write!(
+                f,
+                "two upcasters start from {from}: {first} and {second}; keep one"
+            ),
+            BuildProblem::UpcastCycle { types } => write!(
+                f,
+                "upcasters lead in a circle through {}: versions only go up",
+                types.join(", ")
+            ),
+            BuildProblem::VersionGap {
+                name,
+                stuck_at,
+                newest,
+            } => write!(
+                f,
+                "`{name}` has a version {newest}, but no upcaster leads on from {stuck_at}: \
+                 its events would never reach handlers of v{newest}; add an `#[upcast]` fn \
+                 from it to the next version"
             ),
         }
     }

@@ -32,9 +32,16 @@ impl EventBus {
     }
 
     /// A bus with no link-time handlers and default settings; add handlers with
-    /// [`subscribe`](Self::subscribe).
+    /// [`subscribe`](Self::subscribe). It takes the `#[upcast]` fns linked into the binary.
+    ///
+    /// # Panics
+    /// When those upcasters do not fit together (a gap, a cycle, two from one type): the
+    /// message lists every problem. [`builder`](Self::builder)`().build()` returns them instead.
     pub fn new() -> Self {
-        Self::from_parts(Router::default(), Config::default())
+        match Self::builder().build() {
+            Ok(bus) => bus,
+            Err(error) => panic!("{error}"),
+        }
     }
 
     pub(crate) fn from_parts(router: Router, config: Config) -> Self {

@@ -19,6 +19,9 @@ impl Engine {
     /// Runs an accepted event: through the middleware when there is any, else straight to the
     /// handlers (no boxing on that path).
     pub(crate) async fn run<E: OwnedEvent>(&self, event: E, meta: EventMeta) -> PublishReport {
+        if !event.is_upcast() && self.router.upcasts.chain(meta.event_type).is_some() {
+            return self.run_upcast(event.boxed(), meta).await;
+        }
         // Middleware and async handlers may read the time after awaiting: take it now.
         meta.stamp();
         let layers = self.layers();
@@ -39,6 +42,20 @@ impl Engine {
             Next::start(self.arc())
                 .run(Envelope::new(event.boxed(), meta))
                 .await
+        }
+    }
+
+    /// Runs an old version, from here on carried with its newer versions. (Boxed: `run`
+    /// recurses into itself here.)
+    fn run_upcast(
+        &self,
+        event: Box<dyn ErasedEvent>,
+        mut meta: EventMeta,
+    ) -> crate::handler::BoxFuture<'_, PublishReport> {
+        let mut event = self.router.upcasts.apply(event);
+        match self.run_inline(&mut *event, &mut meta) {
+            Some(report) => Box::pin(std::future::ready(report)),
+            None => Box::pin(self.run(event, meta)),
         }
     }
 
@@ -63,7 +80,7 @@ impl Engine {
         }
         // One plan from the check to the calls: the hooks run once, whatever subscribes.
         self.router.with_plan(meta.event_type, |plan| {
-            plan.inline.then(|| {
+            plan.runs_inline(event).then(|| {
                 let (stop, ended) = run_befores(layers, 0, &mut EnvelopeMut::new(event, meta));
                 let mut report = match ended {
                     Some(report) => report,
@@ -98,7 +115,7 @@ impl Engine {
         meta: &EventMeta,
     ) -> Option<PublishReport> {
         self.router.with_plan(meta.event_type, |plan| {
-            plan.inline
+            plan.runs_inline(event)
                 .then(|| self.dispatch_plan_inline(plan, event, meta))
         })
     }
@@ -119,7 +136,10 @@ impl Engine {
 
     /// Whether a publish of this type would run inline (see `try_dispatch_inline`).
     pub(crate) fn runs_inline(&self, event_type: &'static crate::EventType) -> bool {
-        self.layers().is_empty() && self.router.with_plan(event_type, |plan| plan.inline)
+        self.layers().is_empty()
+            && self
+                .router
+                .with_plan(event_type, |plan| plan.inline && !plan.upcast)
     }
 
     /// Calls sync handlers in order under one unwind guard: a panic stops the run at the

@@ -10,6 +10,7 @@
 //!
 //! Nothing depends on link order.
 
+use crate::event::version::Upcasts;
 use crate::handler::{Callable, HandlerEntry};
 use crate::EventType;
 use arc_swap::ArcSwap;
@@ -25,6 +26,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub(crate) struct Step {
     pub(crate) handler: Arc<HandlerEntry>,
     pub(crate) level: usize,
+    /// The place of its level in the order rule ("more derived first"): the level itself,
+    /// except for an old version's event, whose levels span several versions.
+    rank: usize,
 }
 
 /// The sorted handler calls for one concrete event type.
@@ -37,6 +41,17 @@ pub(crate) struct Plan {
     /// The largest future of its async handlers: what one publish allocates to build them
     /// in, one after another.
     pub(crate) async_layout: Layout,
+    /// The type is an old version: the plan's levels span its newer versions, so the event
+    /// must be upcast (`engine::run` does it) before the plan runs.
+    pub(crate) upcast: bool,
+}
+
+impl Plan {
+    /// Whether `event` can run this plan as it is, right here (see `Engine::run_inline`).
+    #[inline]
+    pub(crate) fn runs_inline(&self, event: &dyn crate::event::ErasedEvent) -> bool {
+        self.inline && (!self.upcast || event.is_upcast())
+    }
 }
 
 type Plans = FxHashMap<TypeId, Arc<Plan>>;
@@ -48,9 +63,18 @@ pub(crate) struct Router {
     /// Resolved plans, read without locking; emptied whenever `handlers` changes.
     plans: ArcSwap<Plans>,
     next_id: AtomicU64,
+    /// The ways from old event versions to current ones, fixed when the bus is built.
+    pub(crate) upcasts: Upcasts,
 }
 
 impl Router {
+    pub(crate) fn new(upcasts: Upcasts) -> Self {
+        Router {
+            upcasts,
+            ..Router::default()
+        }
+    }
+
     /// Runs `f` with the plan for a concrete event type, resolved on first use. A cached plan
     /// is borrowed without touching its reference count, which publishers on other threads
     /// would otherwise contend on.
@@ -83,7 +107,7 @@ impl Router {
         if let Some(plan) = current.get(&type_id) {
             return Arc::clone(plan);
         }
-        let plan = Arc::new(resolve(&handlers, event_type));
+        let plan = Arc::new(resolve(&handlers, event_type, &self.upcasts));
         let mut plans = Plans::clone(&current);
         plans.insert(type_id, Arc::clone(&plan));
         self.plans.store(Arc::new(plans));
@@ -118,17 +142,36 @@ impl Router {
     }
 }
 
-fn resolve(handlers: &[Arc<HandlerEntry>], event_type: &'static EventType) -> Plan {
-    let mut steps: Vec<Step> = event_type
-        .lineage()
-        .enumerate()
-        .flat_map(|(level, ty)| {
+fn resolve(
+    handlers: &[Arc<HandlerEntry>],
+    event_type: &'static EventType,
+    upcasts: &Upcasts,
+) -> Plan {
+    // (level, rank, type): an old version's event is seen through every version it upcasts to.
+    let chain = upcasts.chain(event_type);
+    let levels: Vec<(usize, usize, &'static EventType)> = match chain {
+        Some(chain) => chain
+            .levels
+            .iter()
+            .enumerate()
+            .map(|(level, at)| (level, at.rank, at.ty))
+            .collect(),
+        None => event_type
+            .lineage()
+            .enumerate()
+            .map(|(level, ty)| (level, level, ty))
+            .collect(),
+    };
+    let mut steps: Vec<Step> = levels
+        .into_iter()
+        .flat_map(|(level, rank, ty)| {
             handlers
                 .iter()
                 .filter(move |h| h.event == ty)
                 .map(move |h| Step {
                     handler: Arc::clone(h),
                     level,
+                    rank,
                 })
         })
         .collect();
@@ -153,13 +196,14 @@ fn resolve(handlers: &[Arc<HandlerEntry>], event_type: &'static EventType) -> Pl
         steps: steps.into(),
         inline,
         async_layout,
+        upcast: chain.is_some(),
     }
 }
 
 fn dispatch_order(a: &Step, b: &Step) -> Ordering {
     let (ha, hb) = (&a.handler, &b.handler);
-    (Reverse(ha.priority), a.level, !ha.registered)
-        .cmp(&(Reverse(hb.priority), b.level, !hb.registered))
+    (Reverse(ha.priority), a.rank, !ha.registered)
+        .cmp(&(Reverse(hb.priority), b.rank, !hb.registered))
         .then_with(|| {
             if ha.registered {
                 ha.name.cmp(&hb.name)

@@ -5,11 +5,14 @@
 mod headers;
 mod id;
 mod meta;
+pub(crate) mod version;
 
 pub use headers::Headers;
 pub(crate) use id::next_sequence;
 pub use id::{EventId, ParseEventIdError};
 pub use meta::EventMeta;
+#[doc(hidden)]
+pub use version::{upcast_with, Upcasted, UpcasterRegistration};
 
 use std::any::{Any, TypeId};
 use std::fmt;
@@ -92,6 +95,14 @@ pub(crate) trait ErasedEvent: Send + Sync {
     fn clone_event(&self) -> Option<AnyEvent>;
     /// The event itself, to hand back typed (an `EmitError` returns it).
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+    /// How many levels up `type_id` is among the types this event can be viewed as.
+    fn level_of(&self, type_id: TypeId) -> Option<usize> {
+        self.event_type().level_of(type_id)
+    }
+    /// Whether this is an old version carried with its newer ones ([`version::Upcast`]).
+    fn is_upcast(&self) -> bool {
+        false
+    }
 }
 
 /// An event the engine can own: a typed one, or one already boxed (a follow-up that came
@@ -138,18 +149,24 @@ impl ErasedEvent for Box<dyn ErasedEvent> {
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
         (*self).into_any()
     }
+    fn level_of(&self, type_id: TypeId) -> Option<usize> {
+        (**self).level_of(type_id)
+    }
+    fn is_upcast(&self) -> bool {
+        (**self).is_upcast()
+    }
 }
 
 impl dyn ErasedEvent + '_ {
     /// The event as `T`, when `T` is its type or an ancestor.
     pub(crate) fn as_type<T: Event>(&self) -> Option<&T> {
-        let level = self.event_type().level_of(TypeId::of::<T>())?;
+        let level = self.level_of(TypeId::of::<T>())?;
         self.part(level)?.downcast_ref()
     }
 
     /// The event as a mutable `T`, when `T` is its type or an ancestor.
     pub(crate) fn as_type_mut<T: Event>(&mut self) -> Option<&mut T> {
-        let level = self.event_type().level_of(TypeId::of::<T>())?;
+        let level = self.level_of(TypeId::of::<T>())?;
         self.part_mut(level)?.downcast_mut()
     }
 }

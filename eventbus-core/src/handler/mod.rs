@@ -10,7 +10,7 @@ mod state;
 pub(crate) use context::FollowUps;
 pub use context::{Context, OwnedContext};
 pub(crate) use in_place::{call_in_place, FutureSlot, InPlace};
-pub(crate) use registry::{all_handlers, Selection};
+pub(crate) use registry::{all_events, all_handlers, Selection};
 pub use registry::{EventRegistration, HandlerRegistration};
 
 pub use state::{HandlerParam, OwnedParam, SharedState, State, StateCursor, StateKeys};

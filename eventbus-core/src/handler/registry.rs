@@ -141,6 +141,13 @@ impl Selection {
     }
 }
 
+/// Every event type linked into the binary, in no particular order.
+pub(crate) fn all_events() -> impl Iterator<Item = &'static EventType> {
+    inventory::iter::<EventRegistration>
+        .into_iter()
+        .filter_map(|r| (r.event)())
+}
+
 /// Every `#[handler]` linked into the binary, in no particular order.
 pub(crate) fn all_handlers() -> impl Iterator<Item = &'static HandlerRegistration> {
     inventory::iter::<HandlerRegistration>.into_iter()

@@ -69,6 +69,9 @@ counters! {
     unknown_type,
     /// CloudEvents of a known type at an unknown version.
     unknown_version,
+    /// CloudEvents of a known type at a version newer than any this process knows (its
+    /// sender was upgraded first).
+    newer_version,
     /// CloudEvents whose data does not fit the event type.
     bad_data,
     /// Durable entries whose local handling failed (to be retried).
@@ -95,6 +98,7 @@ impl Diagnostics {
             DecodeError::Malformed(_) => &self.malformed,
             DecodeError::UnknownType { .. } => &self.unknown_type,
             DecodeError::UnknownVersion { .. } => &self.unknown_version,
+            DecodeError::NewerVersion { .. } => &self.newer_version,
             _ => &self.bad_data,
         });
     }

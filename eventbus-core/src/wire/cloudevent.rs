@@ -209,6 +209,16 @@ pub enum DecodeError {
         /// The `eventversion` extension.
         version: u32,
     },
+    /// A version newer than any this process knows: its sender was upgraded first. Upgrade
+    /// consumers before producers (see the guide's `docs/versioning.md`).
+    NewerVersion {
+        /// The `type` attribute.
+        name: String,
+        /// The `eventversion` extension.
+        version: u32,
+        /// The newest version of `name` this process knows.
+        newest: u32,
+    },
     /// `data` does not fit the event type.
     BadData {
         /// The `type` attribute.
@@ -227,6 +237,7 @@ impl DecodeError {
             DecodeError::Malformed(_) => "malformed",
             DecodeError::UnknownType { .. } => "unknown_type",
             DecodeError::UnknownVersion { .. } => "unknown_version",
+            DecodeError::NewerVersion { .. } => "newer_version",
             DecodeError::BadData { .. } => "bad_data",
         }
     }
@@ -240,6 +251,15 @@ impl fmt::Display for DecodeError {
             DecodeError::UnknownVersion { name, version } => {
                 write!(f, "event type `{name}` is not known at version {version}")
             }
+            DecodeError::NewerVersion {
+                name,
+                version,
+                newest,
+            } => write!(
+                f,
+                "event type `{name}` arrived at version {version}, newer than any this \
+                 process knows (newest: {newest}); upgrade consumers before producers"
+            ),
             DecodeError::BadData {
                 name,
                 version,
@@ -346,18 +366,22 @@ impl<'a> Envelope<'a> {
     /// Rebuilds the typed event by its registered (name, version).
     pub(crate) fn decode(self) -> Result<Incoming, DecodeError> {
         let Envelope { name, version, .. } = &self;
-        let registration =
-            registry()
-                .by_name(name, *version)
-                .map_err(|known_name| match known_name {
-                    true => DecodeError::UnknownVersion {
-                        name: name.to_string(),
-                        version: *version,
-                    },
-                    false => DecodeError::UnknownType {
-                        name: name.to_string(),
-                    },
-                })?;
+        let registration = registry()
+            .by_name(name, *version)
+            .map_err(|newest| match newest {
+                Some(newest) if *version > newest => DecodeError::NewerVersion {
+                    name: name.to_string(),
+                    version: *version,
+                    newest,
+                },
+                Some(_) => DecodeError::UnknownVersion {
+                    name: name.to_string(),
+                    version: *version,
+                },
+                None => DecodeError::UnknownType {
+                    name: name.to_string(),
+                },
+            })?;
         let event = (registration.decode)(self.data).map_err(|e| DecodeError::BadData {
             name: name.to_string(),
             version: *version,
@@ -622,6 +646,10 @@ mod tests {
         );
         assert_eq!(
             label(with("eventversion", 9.into()).as_bytes()),
+            Some("newer_version")
+        );
+        assert_eq!(
+            label(with("eventversion", 1.into()).as_bytes()),
             Some("unknown_version")
         );
         assert_eq!(
@@ -739,9 +767,17 @@ mod tests {
         }
         assert_eq!(
             decode(with_attribute("eventversion", "9".into()).as_bytes()).err(),
+            Some(DecodeError::NewerVersion {
+                name: "test.child".into(),
+                version: 9,
+                newest: 2
+            })
+        );
+        assert_eq!(
+            decode(with_attribute("eventversion", "1".into()).as_bytes()).err(),
             Some(DecodeError::UnknownVersion {
                 name: "test.child".into(),
-                version: 9
+                version: 1
             })
         );
         for bad in [

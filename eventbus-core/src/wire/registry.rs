@@ -68,19 +68,19 @@ impl Registry {
         self.by_type.get(&type_id).copied()
     }
 
-    /// The registration for (name, version); `Err(true)` when the name is known at another
-    /// version, `Err(false)` when the name is unknown.
+    /// The registration for (name, version); else `Err` with the newest version known of
+    /// that name (`None`: the name is unknown).
     pub(crate) fn by_name(
         &self,
         name: &str,
         version: u32,
-    ) -> Result<&'static WireRegistration, bool> {
-        let versions = self.by_name.get(name).ok_or(false)?;
+    ) -> Result<&'static WireRegistration, Option<u32>> {
+        let versions = self.by_name.get(name).ok_or(None)?;
         versions
             .iter()
             .find(|r| r.event.version() == version)
             .copied()
-            .ok_or(true)
+            .ok_or_else(|| versions.iter().map(|r| r.event.version()).max())
     }
 }
 

@@ -1,0 +1,424 @@
+//! Versions of one event: an upcaster turns version `n` of an event into version `n + 1`, the
+//! bus composes them into chains at build time, and an event of an old version travels as an
+//! [`Upcast`]: the original with every newer version built from it, so that a handler of
+//! any of those versions (or of their ancestors) receives its own view.
+
+use super::{ErasedEvent, Event, EventPart, EventType};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::sync::Arc;
+
+/// An upcaster as `#[upcast]` submits it at link time.
+#[doc(hidden)]
+pub struct UpcasterRegistration {
+    /// `None` only when the type is not an event (compilation fails then anyway).
+    pub(crate) from: fn() -> Option<&'static EventType>,
+    pub(crate) to: fn() -> Option<&'static EventType>,
+    pub(crate) convert: fn(&EventPart) -> Upcasted,
+    /// The fn's full path.
+    pub(crate) name: &'static str,
+    pub(crate) file: &'static str,
+    pub(crate) line: u32,
+}
+
+impl UpcasterRegistration {
+    #[doc(hidden)]
+    pub const fn new(
+        from: fn() -> Option<&'static EventType>,
+        to: fn() -> Option<&'static EventType>,
+        convert: fn(&EventPart) -> Upcasted,
+        name: &'static str,
+        file: &'static str,
+        line: u32,
+    ) -> Self {
+        UpcasterRegistration {
+            from,
+            to,
+            convert,
+            name,
+            file,
+            line,
+        }
+    }
+}
+
+impl fmt::Debug for UpcasterRegistration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UpcasterRegistration({})", self.name)
+    }
+}
+
+inventory::collect!(UpcasterRegistration);
+
+/// The newer version an upcaster made, type-erased (used by generated code).
+#[doc(hidden)]
+pub struct Upcasted(Box<dyn ErasedEvent>);
+
+impl fmt::Debug for Upcasted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Upcasted({})", self.0.event_type())
+    }
+}
+
+/// Calls a typed upcaster on an erased old event (used by generated code).
+#[doc(hidden)]
+pub fn upcast_with<Old: Event, New: Event>(part: &EventPart, f: fn(&Old) -> New) -> Upcasted {
+    let old = super::event_part::<Old>(part);
+    Upcasted(Box::new(f(old)))
+}
+
+type Convert = Arc<dyn Fn(&EventPart) -> Upcasted + Send + Sync>;
+
+/// One upcaster, from wherever it came (`#[upcast]` or the builder).
+#[derive(Clone)]
+pub(crate) struct Upcaster {
+    pub(crate) from: &'static EventType,
+    pub(crate) to: &'static EventType,
+    convert: Convert,
+    /// The fn's path, or the builder call that added it.
+    pub(crate) name: String,
+    /// `file:line` of its definition, when known.
+    pub(crate) location: Option<String>,
+}
+
+impl Upcaster {
+    /// A closure given to the builder.
+    pub(crate) fn of_fn<Old: Event, New: Event>(
+        f: impl Fn(&Old) -> New + Send + Sync + 'static,
+    ) -> Self {
+        Upcaster {
+            from: Old::TYPE,
+            to: New::TYPE,
+            convert: Arc::new(move |part| Upcasted(Box::new(f(super::event_part::<Old>(part))))),
+            name: format!(
+                "EventBusBuilder::upcaster::<{}, {}>",
+                Old::TYPE.rust_name(),
+                New::TYPE.rust_name()
+            ),
+            location: None,
+        }
+    }
+
+    /// Every `#[upcast]` fn linked into the binary, sorted by name.
+    pub(crate) fn registered() -> Vec<Upcaster> {
+        let mut all: Vec<Upcaster> = inventory::iter::<UpcasterRegistration>
+            .into_iter()
+            .filter_map(|r| {
+                Some(Upcaster {
+                    from: (r.from)()?,
+                    to: (r.to)()?,
+                    convert: Arc::new(r.convert),
+                    name: r.name.to_owned(),
+                    location: Some(format!("{}:{}", r.file, r.line)),
+                })
+            })
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// What it is called in errors: its name and where it is.
+    fn describe(&self) -> String {
+        match &self.location {
+            Some(location) => format!("{} ({location})", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for Upcaster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upcaster")
+            .field("name", &self.name)
+            .field("from", &self.from.to_string())
+            .field("to", &self.to.to_string())
+            .finish()
+    }
+}
+
+/// A type named in a version error: `orders.placed v1 (shop::OrderPlacedV1)`.
+fn describe(ty: &EventType) -> String {
+    format!("{ty} ({})", ty.rust_name())
+}
+
+/// What is wrong with the upcasters of a bus; `BuildProblem` carries each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum VersionProblem {
+    /// An upcaster whose target is not the next version of the same event.
+    NotNextVersion {
+        upcaster: String,
+        from: String,
+        to: String,
+    },
+    /// Two upcasters from one type.
+    Duplicate {
+        from: String,
+        first: String,
+        second: String,
+    },
+    /// Upcasters that lead back to where they started.
+    Cycle { types: Vec<String> },
+    /// A version with no way to the next one, though a newer version is known.
+    Gap {
+        name: String,
+        stuck_at: String,
+        newest: u32,
+    },
+}
+
+/// One level of an upcast event: which version holds it, and where in that version's lineage.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Level {
+    pub(crate) ty: &'static EventType,
+    /// Index into the chain's versions: 0 is the original, the last the current version.
+    version: usize,
+    /// The level within that version's lineage.
+    level: usize,
+    /// The dispatch order among the levels: each version's own type first, the current
+    /// version's first, then their parents likewise.
+    pub(crate) rank: usize,
+}
+
+/// The way from one old version to the current one.
+#[derive(Debug)]
+pub(crate) struct Chain {
+    upcasters: Box<[Upcaster]>,
+    /// Every type an upcast event of this origin can be viewed as, by level: level 0 is the
+    /// original itself (so code that reads an event's own type finds it there), then the rest.
+    /// A type shared by several versions (a common parent) appears once, from the newest.
+    pub(crate) levels: Box<[Level]>,
+}
+
+impl Chain {
+    fn new(upcasters: Vec<Upcaster>) -> Self {
+        let versions: Vec<&'static EventType> = std::iter::once(upcasters[0].from)
+            .chain(upcasters.iter().map(|u| u.to))
+            .collect();
+        // Every (version, level), in dispatch order: by level, then the newest version first.
+        let mut all: Vec<(usize, usize, &'static EventType)> = versions
+            .iter()
+            .enumerate()
+            .flat_map(|(version, ty)| {
+                ty.lineage()
+                    .enumerate()
+                    .map(move |(level, ty)| (level, version, ty))
+            })
+            .collect();
+        all.sort_by_key(|&(level, version, _)| (level, std::cmp::Reverse(version)));
+        let mut seen = FxHashSet::default();
+        let mut ranked: Vec<Level> = Vec::new();
+        for (level, version, ty) in all {
+            if seen.insert(ty.type_id()) {
+                let rank = ranked.len();
+                ranked.push(Level {
+                    ty,
+                    version,
+                    level,
+                    rank,
+                });
+            }
+        }
+        // The original first: the wire and middleware read an event's own type at level 0.
+        let original = ranked
+            .iter()
+            .position(|l| l.version == 0 && l.level == 0)
+            .expect("the original's own type is never shared");
+        let first = ranked.remove(original);
+        ranked.insert(0, first);
+        Chain {
+            upcasters: upcasters.into(),
+            levels: ranked.into(),
+        }
+    }
+}
+
+/// The chains of one bus, by the type they start from.
+#[derive(Debug, Default)]
+pub(crate) struct Upcasts {
+    chains: FxHashMap<TypeId, Arc<Chain>>,
+}
+
+impl Upcasts {
+    /// Checks the upcasters against each other and against the other known event types, and
+    /// composes the chains. `known`: every event type the bus knows of besides the
+    /// upcasters' own (those it handles, and those it can receive).
+    pub(crate) fn resolve(
+        upcasters: Vec<Upcaster>,
+        known: impl Iterator<Item = &'static EventType>,
+    ) -> Result<Self, Vec<VersionProblem>> {
+        let mut problems = Vec::new();
+        let mut next: FxHashMap<TypeId, &Upcaster> = FxHashMap::default();
+        for upcaster in &upcasters {
+            match next.get(&upcaster.from.type_id()) {
+                Some(first) => problems.push(VersionProblem::Duplicate {
+                    from: describe(upcaster.from),
+                    first: first.describe(),
+                    second: upcaster.describe(),
+                }),
+                None => {
+                    next.insert(upcaster.from.type_id(), upcaster);
+                }
+            }
+        }
+
+        // Cycles first: each is one mistake, reported once, and its edges are not judged again.
+        let mut in_cycle = FxHashSet::default();
+        for upcaster in &upcasters {
+            let start = upcaster.from.type_id();
+            if in_cycle.contains(&start) {
+                continue;
+            }
+            let mut path = vec![start];
+            let mut at = next.get(&start).map(|u| u.to);
+            while let Some(ty) = at {
+                if let Some(back) = path.iter().position(|id| *id == ty.type_id()) {
+                    let members = &path[back..];
+                    if members.contains(&start) {
+                        let mut types: Vec<String> =
+                            members.iter().map(|id| describe(next[id].from)).collect();
+                        types.sort();
+                        in_cycle.extend(members.iter().copied());
+                        problems.push(VersionProblem::Cycle { types });
+                    }
+                    break;
+                }
+                path.push(ty.type_id());
+                at = next.get(&ty.type_id()).map(|u| u.to);
+            }
+        }
+        for upcaster in &upcasters {
+            let (from, to) = (upcaster.from, upcaster.to);
+            if in_cycle.contains(&from.type_id()) {
+                continue;
+            }
+            if to.name() != from.name() || to.version() != from.version() + 1 {
+                problems.push(VersionProblem::NotNextVersion {
+                    upcaster: upcaster.describe(),
+                    from: describe(from),
+                    to: describe(to),
+                });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+
+        // Every known version of an upcast event's name, below the newest, must lead to the
+        // newest. (Names without upcasters are unrelated types, as they always were.)
+        let mut by_name: FxHashMap<&str, Vec<&'static EventType>> = FxHashMap::default();
+        let mut seen = FxHashSet::default();
+        let upcast_names: FxHashSet<&str> = upcasters.iter().map(|u| u.from.name()).collect();
+        let endpoints = upcasters.iter().flat_map(|u| [u.from, u.to]);
+        for ty in endpoints.chain(known) {
+            if upcast_names.contains(ty.name()) && seen.insert(ty.type_id()) {
+                by_name.entry(ty.name()).or_default().push(ty);
+            }
+        }
+        let mut names: Vec<_> = by_name.into_iter().collect();
+        names.sort_by_key(|(name, _)| *name);
+        for (name, types) in names {
+            let newest = types.iter().map(|t| t.version()).max().unwrap_or(1);
+            let mut stuck = FxHashSet::default();
+            for ty in types {
+                let mut at = ty;
+                while let Some(upcaster) = next.get(&at.type_id()) {
+                    at = upcaster.to;
+                }
+                if at.version() < newest && stuck.insert(at.type_id()) {
+                    problems.push(VersionProblem::Gap {
+                        name: name.to_owned(),
+                        stuck_at: describe(at),
+                        newest,
+                    });
+                }
+            }
+        }
+        if !problems.is_empty() {
+            problems.sort_by_key(|p| format!("{p:?}"));
+            return Err(problems);
+        }
+
+        let mut chains = FxHashMap::default();
+        for upcaster in &upcasters {
+            let mut steps = vec![upcaster.clone()];
+            while let Some(step) = next.get(&steps[steps.len() - 1].to.type_id()) {
+                steps.push((*step).clone());
+            }
+            chains.insert(upcaster.from.type_id(), Arc::new(Chain::new(steps)));
+        }
+        Ok(Upcasts { chains })
+    }
+
+    /// The chain from an old version, if `ty` is one.
+    #[inline]
+    pub(crate) fn chain(&self, ty: &'static EventType) -> Option<&Arc<Chain>> {
+        if self.chains.is_empty() {
+            return None;
+        }
+        self.chains.get(&ty.type_id())
+    }
+
+    /// The event with its newer versions, when it is an old version; else as it is.
+    pub(crate) fn apply(&self, event: Box<dyn ErasedEvent>) -> Box<dyn ErasedEvent> {
+        if event.is_upcast() {
+            return event;
+        }
+        match self.chain(event.event_type()) {
+            Some(chain) => Box::new(Upcast::new(event, Arc::clone(chain))),
+            None => event,
+        }
+    }
+}
+
+/// An old version with every newer version built from it; dispatched as one event.
+pub(crate) struct Upcast {
+    /// The original first, then each newer version in turn.
+    versions: Vec<Box<dyn ErasedEvent>>,
+    chain: Arc<Chain>,
+}
+
+impl Upcast {
+    pub(crate) fn new(original: Box<dyn ErasedEvent>, chain: Arc<Chain>) -> Self {
+        let mut versions = Vec::with_capacity(chain.upcasters.len() + 1);
+        versions.push(original);
+        for upcaster in chain.upcasters.iter() {
+            let older = versions[versions.len() - 1]
+                .part(0)
+                .expect("level 0 is the event itself");
+            let Upcasted(newer) = (upcaster.convert)(older);
+            versions.push(newer);
+        }
+        Upcast { versions, chain }
+    }
+}
+
+impl ErasedEvent for Upcast {
+    fn event_type(&self) -> &'static EventType {
+        self.versions[0].event_type()
+    }
+    fn part(&self, level: usize) -> Option<&EventPart> {
+        let at = self.chain.levels.get(level)?;
+        self.versions[at.version].part(at.level)
+    }
+    fn part_mut(&mut self, level: usize) -> Option<&mut EventPart> {
+        let at = *self.chain.levels.get(level)?;
+        self.versions[at.version].part_mut(at.level)
+    }
+    fn clone_event(&self) -> Option<super::AnyEvent> {
+        self.versions[0].clone_event()
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        let Upcast { mut versions, .. } = *self;
+        versions.swap_remove(0).into_any()
+    }
+    fn level_of(&self, type_id: TypeId) -> Option<usize> {
+        self.chain
+            .levels
+            .iter()
+            .position(|l| l.ty.type_id() == type_id)
+    }
+    fn is_upcast(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,15 @@
+use eventbus_core::{upcast, Event};
+
+#[derive(Event)]
+#[event(name = "orders.placed", version = 1)]
+struct PlacedV1 { cents: u64 }
+
+#[derive(Event)]
+#[event(name = "orders.placed", version = 2)]
+struct Placed { cents: u64 }
+
+struct Plain { cents: u64 }
+
+#[upcast]
+fn up(old: &Plain) -> Placed { Placed { cents: old.cents } }
+fn main() {}

@@ -1,0 +1,485 @@
+//! Event versioning: old and new versions of one event in one system. Upcasters registered at
+//! link time (`#[upcast]`) and on the builder; chains of length 1 and 2; published here,
+//! emitted, followed up from handlers, received over Redis; the build-time checks of the
+//! chains; a version newer than any known dead-lettered with the next event handled.
+
+#[path = "support/redis.rs"]
+mod support;
+
+use eventbus_core::middleware::{self, EnvelopeMut, Flow, SyncMiddleware};
+use eventbus_core::redis::RedisBridge;
+use eventbus_core::{upcast, BuildProblem, Context, Event, EventBus, PublishReport};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{connect, unique, wait_until, SHARED_URL};
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn log_to(log: &Log) -> impl Fn(String) + Clone + Send + Sync + 'static {
+    let log = Arc::clone(log);
+    move |line| log.lock().unwrap().push(line)
+}
+
+/// The common parent of every version.
+#[derive(Event, Clone, Debug, Serialize, Deserialize)]
+#[event(name = "test.versioning.order", distributed)]
+struct OrderEvent {
+    order_id: String,
+}
+
+// `test.versioning.placed` at three versions: v1 → v2 → v3, a chain of length 2.
+
+#[derive(Event, Clone, Debug, Serialize, Deserialize)]
+#[event(extends = OrderEvent, name = "test.versioning.placed", version = 1, distributed)]
+struct PlacedV1 {
+    #[event(base)]
+    base: OrderEvent,
+    /// Whole euros.
+    amount: u64,
+}
+
+#[derive(Event, Clone, Debug, Serialize, Deserialize)]
+#[event(extends = OrderEvent, name = "test.versioning.placed", version = 2, distributed)]
+struct PlacedV2 {
+    #[event(base)]
+    base: OrderEvent,
+    cents: u64,
+}
+
+#[derive(Event, Clone, Debug, Serialize, Deserialize)]
+#[event(extends = OrderEvent, name = "test.versioning.placed", version = 3, distributed)]
+struct Placed {
+    #[event(base)]
+    base: OrderEvent,
+    cents: u64,
+    currency: String,
+}
+
+#[upcast]
+fn placed_v1_to_v2(old: &PlacedV1) -> PlacedV2 {
+    PlacedV2 {
+        base: old.base.clone(),
+        cents: old.amount * 100,
+    }
+}
+
+#[upcast]
+fn placed_v2_to_v3(old: &PlacedV2) -> Placed {
+    Placed {
+        base: old.base.clone(),
+        cents: old.cents,
+        currency: "EUR".into(),
+    }
+}
+
+fn order(id: &str) -> OrderEvent {
+    OrderEvent {
+        order_id: id.into(),
+    }
+}
+
+fn v1(id: &str, amount: u64) -> PlacedV1 {
+    PlacedV1 {
+        base: order(id),
+        amount,
+    }
+}
+
+fn v2(id: &str, cents: u64) -> PlacedV2 {
+    PlacedV2 {
+        base: order(id),
+        cents,
+    }
+}
+
+/// A bus with a handler at every version and one at the common parent, each logging.
+fn bus_with_every_version(log: &Log) -> EventBus {
+    let bus = EventBus::new();
+    let line = log_to(log);
+    let l = line.clone();
+    bus.subscribe(move |e: &Placed| {
+        l(format!("v3 {} {} {}", e.base.order_id, e.cents, e.currency))
+    })
+    .forever();
+    let l = line.clone();
+    bus.subscribe(move |e: &PlacedV2| l(format!("v2 {} {}", e.base.order_id, e.cents)))
+        .forever();
+    let l = line.clone();
+    bus.subscribe(move |e: &PlacedV1| l(format!("v1 {} {}", e.base.order_id, e.amount)))
+        .forever();
+    bus.subscribe(move |e: &OrderEvent| line(format!("order {}", e.order_id)))
+        .forever();
+    bus
+}
+
+#[tokio::test]
+async fn a_chain_of_two_brings_v1_to_the_current_version_and_every_version_sees_its_own() {
+    let log = Log::default();
+    let bus = bus_with_every_version(&log);
+    let report = bus.publish(v1("A-1", 5)).await;
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.handled(), 4);
+    // Reported as published.
+    assert_eq!(report.event_type().version(), 1);
+    // The newest version first, then older ones, then the common parent, once.
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["v3 A-1 500 EUR", "v2 A-1 500", "v1 A-1 5", "order A-1"]
+    );
+}
+
+#[tokio::test]
+async fn a_chain_of_one_brings_v2_to_the_current_version() {
+    let log = Log::default();
+    let bus = bus_with_every_version(&log);
+    assert_eq!(bus.publish(v2("A-2", 250)).await.handled(), 3);
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["v3 A-2 250 EUR", "v2 A-2 250", "order A-2"]
+    );
+}
+
+#[tokio::test]
+async fn the_current_version_is_dispatched_as_it_is() {
+    let log = Log::default();
+    let bus = bus_with_every_version(&log);
+    let current = Placed {
+        base: order("A-3"),
+        cents: 7,
+        currency: "USD".into(),
+    };
+    assert_eq!(bus.publish(current).await.handled(), 2);
+    assert_eq!(*log.lock().unwrap(), ["v3 A-3 7 USD", "order A-3"]);
+}
+
+#[tokio::test]
+async fn only_a_handler_of_the_current_version_still_gets_old_ones() {
+    let log = Log::default();
+    let bus = EventBus::new();
+    let line = log_to(&log);
+    // Async, to take the full path too.
+    bus.subscribe(move |e: &Placed| {
+        let line = line.clone();
+        let text = format!("v3 {} {}", e.base.order_id, e.cents);
+        async move {
+            tokio::task::yield_now().await;
+            line(text);
+        }
+    })
+    .forever();
+    for report in [
+        bus.publish(v1("B-1", 1)).await,
+        bus.publish(v2("B-2", 2)).await,
+    ] {
+        assert_eq!(report.handled(), 1, "{report:?}");
+    }
+    assert_eq!(*log.lock().unwrap(), ["v3 B-1 100", "v3 B-2 2"]);
+}
+
+#[tokio::test]
+async fn emitted_and_followed_up_old_versions_are_upcast_too() {
+    let log = Log::default();
+    let bus = EventBus::new();
+    let line = log_to(&log);
+    bus.subscribe(move |e: &Placed| line(format!("v3 {}", e.base.order_id)))
+        .forever();
+    // A handler of something else publishes and emits old versions as follow-ups.
+    bus.subscribe(|e: &OrderEvent, ctx: Context| {
+        if e.order_id == "trigger" {
+            ctx.emit(v1("emitted-by-handler", 1)).unwrap();
+        }
+    })
+    .forever();
+    bus.emit(v1("emitted", 1)).unwrap();
+    bus.emit_wait(v2("emitted-wait", 1)).await.unwrap();
+    assert!(bus.publish(order("trigger")).await.is_ok());
+    bus.shutdown().await;
+    let mut seen = log.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["v3 emitted", "v3 emitted-by-handler", "v3 emitted-wait"]
+    );
+}
+
+/// Reads the event as published and as upcast.
+struct SeesBoth(Log);
+
+impl SyncMiddleware for SeesBoth {
+    fn before(&self, envelope: &mut EnvelopeMut<'_>) -> Flow {
+        let published = envelope.event::<PlacedV1>().map(|e| e.amount);
+        let current = envelope.event::<Placed>().map(|e| e.cents);
+        let version = envelope.event_version();
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("v{version} {published:?} {current:?}"));
+        Flow::Continue
+    }
+}
+
+#[tokio::test]
+async fn middleware_sees_the_event_as_published_and_as_every_newer_version() {
+    let log = Log::default();
+    for sync in [true, false] {
+        let builder = EventBus::builder();
+        let builder = match sync {
+            true => builder.middleware(middleware::sync(SeesBoth(Arc::clone(&log)))),
+            false => {
+                let log = Arc::clone(&log);
+                builder.middleware(middleware::from_fn(
+                    "sees-both",
+                    move |env: middleware::Envelope, next: middleware::Next| {
+                        let current = env.event::<Placed>().map(|e| e.cents);
+                        log.lock().unwrap().push(format!("async {current:?}"));
+                        next.run(env)
+                    },
+                ))
+            }
+        };
+        let bus = builder.build().unwrap();
+        bus.subscribe(|_: &Placed| {}).forever();
+        assert_eq!(bus.publish(v1("C-1", 3)).await.handled(), 1);
+    }
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["v1 Some(3) Some(300)", "async Some(300)"]
+    );
+}
+
+#[tokio::test]
+async fn an_old_version_nobody_takes_at_any_version_is_one_dead_event() {
+    let dead = Log::default();
+    let line = log_to(&dead);
+    let bus = EventBus::builder()
+        .on_dead_event(move |ctx: Context| line(ctx.event_name().to_owned()))
+        .build()
+        .unwrap();
+    let report: PublishReport = bus.publish(v1("D-1", 1)).await;
+    assert_eq!(report.handled(), 0);
+    assert_eq!(*dead.lock().unwrap(), ["test.versioning.placed"]);
+}
+
+#[tokio::test]
+async fn a_builder_upcaster_works_like_a_registered_one() {
+    #[derive(Event)]
+    #[event(name = "test.versioning.renamed", version = 1)]
+    struct RenamedV1 {
+        name: String,
+    }
+    #[derive(Event)]
+    #[event(name = "test.versioning.renamed", version = 2)]
+    struct Renamed {
+        first: String,
+    }
+    let bus = EventBus::builder()
+        .upcaster(|old: &RenamedV1| Renamed {
+            first: old.name.split(' ').next().unwrap_or_default().into(),
+        })
+        .build()
+        .unwrap();
+    let seen = Log::default();
+    let line = log_to(&seen);
+    bus.subscribe(move |e: &Renamed| line(e.first.clone()))
+        .forever();
+    let report = bus
+        .publish(RenamedV1 {
+            name: "Ada Lovelace".into(),
+        })
+        .await;
+    assert!(report.is_ok());
+    assert_eq!(*seen.lock().unwrap(), ["Ada"]);
+    // Without the upcaster, the two versions are unrelated types... and `build` says so.
+    let gap = EventBus::builder()
+        .upcaster(|old: &RenamedV1| Renamed {
+            first: old.name.clone(),
+        })
+        .upcaster(|old: &RenamedV1| Renamed {
+            first: old.name.clone(),
+        })
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        gap.problems(),
+        [BuildProblem::DuplicateUpcaster { from, .. }] if from.contains("RenamedV1")
+    ));
+}
+
+mod build_errors {
+    use super::*;
+
+    macro_rules! versions {
+        ($name:literal: $($ty:ident = $v:literal),*) => {
+            $(
+                #[derive(Event)]
+                #[event(name = $name, version = $v)]
+                pub struct $ty;
+            )*
+        };
+    }
+
+    versions!("test.gap": GapV1 = 1, GapV2 = 2, GapV3 = 3);
+    versions!("test.skip": SkipV1 = 1, SkipV3 = 3);
+    versions!("test.cycle": CycleV1 = 1, CycleV2 = 2);
+    versions!("test.other": Other = 2);
+
+    fn problems(builder: eventbus_core::EventBusBuilder) -> Vec<String> {
+        let error = builder.build().unwrap_err();
+        error.problems().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_gap_names_the_version_the_way_up_stops_at() {
+        // v1 → v2 but nothing from v2, while v3 exists.
+        let error = EventBus::builder()
+            .upcaster(|_: &GapV1| GapV2)
+            .build()
+            .unwrap_err();
+        let [BuildProblem::VersionGap {
+            name,
+            stuck_at,
+            newest,
+        }] = error.problems()
+        else {
+            panic!("{error}");
+        };
+        assert_eq!((name.as_str(), *newest), ("test.gap", 3));
+        assert!(stuck_at.starts_with("test.gap v2 (") && stuck_at.contains("GapV2"));
+        assert!(error
+            .to_string()
+            .contains("no upcaster leads on from test.gap v2"));
+        // Closing the gap fixes it.
+        EventBus::builder()
+            .upcaster(|_: &GapV1| GapV2)
+            .upcaster(|_: &GapV2| GapV3)
+            .build()
+            .unwrap();
+    }
+
+    #[test]
+    fn an_upcaster_must_lead_to_the_next_version_of_the_same_event() {
+        let skips = problems(EventBus::builder().upcaster(|_: &SkipV1| SkipV3));
+        assert_eq!(skips.len(), 1, "{skips:?}");
+        assert!(
+            skips[0].contains("turns test.skip v1") && skips[0].contains("into test.skip v3"),
+            "{skips:?}"
+        );
+        let renames = problems(EventBus::builder().upcaster(|_: &CycleV1| Other));
+        assert_eq!(renames.len(), 1, "{renames:?}");
+        assert!(renames[0].contains("into test.other v2"), "{renames:?}");
+    }
+
+    #[test]
+    fn two_upcasters_from_one_type_name_both() {
+        let error = EventBus::builder()
+            .upcaster(|_: &GapV1| GapV2)
+            .upcaster(|_: &GapV1| GapV2)
+            .upcaster(|_: &GapV2| GapV3)
+            .build()
+            .unwrap_err();
+        let [BuildProblem::DuplicateUpcaster {
+            from,
+            first,
+            second,
+        }] = error.problems()
+        else {
+            panic!("{error}");
+        };
+        assert!(from.contains("GapV1"));
+        assert!(first.contains("upcaster::<") && second.contains("upcaster::<"));
+    }
+
+    #[test]
+    fn a_cycle_is_one_problem_naming_its_types() {
+        let error = EventBus::builder()
+            .upcaster(|_: &CycleV1| CycleV2)
+            .upcaster(|_: &CycleV2| CycleV1)
+            .build()
+            .unwrap_err();
+        let [BuildProblem::UpcastCycle { types }] = error.problems() else {
+            panic!("{error}");
+        };
+        assert_eq!(types.len(), 2);
+        assert!(types[0].contains("CycleV1") && types[1].contains("CycleV2"));
+    }
+}
+
+/// A producer still on v1 and a consumer on v3, two services over Redis; then a producer on a
+/// version newer than the consumer knows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_redis_v1_from_an_old_producer_reaches_v3_handlers_and_a_newer_version_is_dead() {
+    let stream = unique("versioning");
+    let start = |service: &'static str| {
+        let stream = stream.clone();
+        async move {
+            let bridge = RedisBridge::builder(SHARED_URL, service)
+                .durable::<OrderEvent>(&stream)
+                .block(Duration::from_millis(100))
+                .build()
+                .unwrap();
+            let bus = EventBus::builder()
+                .middleware(bridge.outbound())
+                .build()
+                .unwrap();
+            bridge.start(&bus).await.unwrap();
+            (bus, bridge)
+        }
+    };
+    let (consumer, consumer_bridge) = start("consumer").await;
+    let log = Log::default();
+    let line = log_to(&log);
+    consumer
+        .subscribe(move |e: &Placed, ctx: Context| {
+            line(format!(
+                "{} {} {} sent as v{}",
+                e.base.order_id,
+                e.cents,
+                e.currency,
+                ctx.meta().event_version()
+            ))
+        })
+        .forever();
+    let (producer, producer_bridge) = start("producer").await;
+    assert!(producer.publish(v1("R-1", 2)).await.is_ok());
+    assert!(producer.publish(v2("R-2", 300)).await.is_ok());
+    // A producer upgraded before this consumer: v4 is unknown here.
+    let mut redis = connect(SHARED_URL).await;
+    let newer = serde_json::json!({
+        "specversion": "1.0",
+        "id": eventbus_core::EventId::new().to_string(),
+        "source": "tests",
+        "type": "test.versioning.placed",
+        "eventversion": 4,
+        "datacontenttype": "application/json",
+        "data": {"order_id": "R-3", "cents": 1, "currency": "EUR", "channel": "web"},
+    });
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("ce")
+        .arg(newer.to_string())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(producer.publish(v1("R-4", 4)).await.is_ok());
+    wait_until("three events handled", Duration::from_secs(20), || async {
+        log.lock().unwrap().len() >= 3
+    })
+    .await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "R-1 200 EUR sent as v1",
+            "R-2 300 EUR sent as v2",
+            "R-4 400 EUR sent as v1"
+        ]
+    );
+    let diagnostics = consumer_bridge.diagnostics();
+    assert_eq!(
+        (diagnostics.newer_version, diagnostics.dead_lettered),
+        (1, 1)
+    );
+    assert!(consumer_bridge.shutdown().await.is_complete());
+    assert!(producer_bridge.shutdown().await.is_complete());
+}
