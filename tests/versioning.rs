@@ -8,7 +8,7 @@ mod support;
 
 use eventbus_core::middleware::{self, EnvelopeMut, Flow, SyncMiddleware};
 use eventbus_core::redis::RedisBridge;
-use eventbus_core::{upcast, BuildProblem, Context, Event, EventBus, PublishReport};
+use eventbus_core::{upcast, wire, BuildProblem, Context, Event, EventBus, PublishReport};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +22,7 @@ fn log_to(log: &Log) -> impl Fn(String) + Clone + Send + Sync + 'static {
 }
 
 /// The common parent of every version.
-#[derive(Event, Clone, Debug, Serialize, Deserialize)]
+#[derive(Event, Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[event(name = "test.versioning.order", distributed)]
 struct OrderEvent {
     order_id: String,
@@ -30,7 +30,7 @@ struct OrderEvent {
 
 // `test.versioning.placed` at three versions: v1 → v2 → v3, a chain of length 2.
 
-#[derive(Event, Clone, Debug, Serialize, Deserialize)]
+#[derive(Event, Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[event(extends = OrderEvent, name = "test.versioning.placed", version = 1, distributed)]
 struct PlacedV1 {
     #[event(base)]
@@ -39,7 +39,7 @@ struct PlacedV1 {
     amount: u64,
 }
 
-#[derive(Event, Clone, Debug, Serialize, Deserialize)]
+#[derive(Event, Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[event(extends = OrderEvent, name = "test.versioning.placed", version = 2, distributed)]
 struct PlacedV2 {
     #[event(base)]
@@ -47,7 +47,7 @@ struct PlacedV2 {
     cents: u64,
 }
 
-#[derive(Event, Clone, Debug, Serialize, Deserialize)]
+#[derive(Event, Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[event(extends = OrderEvent, name = "test.versioning.placed", version = 3, distributed)]
 struct Placed {
     #[event(base)]
@@ -482,4 +482,229 @@ async fn over_redis_v1_from_an_old_producer_reaches_v3_handlers_and_a_newer_vers
     );
     assert!(consumer_bridge.shutdown().await.is_complete());
     assert!(producer_bridge.shutdown().await.is_complete());
+}
+
+/// A producer already on v3 keeps sending v1 for consumers not yet upgraded; its own handlers
+/// still get v3, and a consumer that knows v3 gets it back through its upcasters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_on_the_new_version_can_keep_sending_the_old_one() {
+    let stream = unique("versioning-send-as");
+    let consumer_bridge = RedisBridge::builder(SHARED_URL, "consumer")
+        .durable::<OrderEvent>(&stream)
+        .block(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let consumer = EventBus::builder()
+        .middleware(consumer_bridge.outbound())
+        .build()
+        .unwrap();
+    let log = Log::default();
+    let line = log_to(&log);
+    consumer
+        .subscribe(move |e: &Placed, ctx: Context| {
+            line(format!(
+                "consumer {} {} sent as v{}",
+                e.base.order_id,
+                e.cents,
+                ctx.meta().event_version()
+            ))
+        })
+        .forever();
+    consumer_bridge.start(&consumer).await.unwrap();
+
+    let producer_bridge = RedisBridge::builder(SHARED_URL, "producer")
+        .durable::<OrderEvent>(&stream)
+        .send_as(|e: &Placed| PlacedV1 {
+            base: e.base.clone(),
+            amount: e.cents / 100,
+        })
+        .block(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let producer = EventBus::builder()
+        .middleware(producer_bridge.outbound())
+        .build()
+        .unwrap();
+    let line = log_to(&log);
+    producer
+        .subscribe(move |e: &Placed| line(format!("producer {} {}", e.base.order_id, e.currency)))
+        .forever();
+    producer_bridge.start(&producer).await.unwrap();
+    let placed = Placed {
+        base: order("S-1"),
+        cents: 1234,
+        currency: "USD".into(),
+    };
+    assert!(producer.publish(placed).await.is_ok());
+    wait_until(
+        "the consumer handles it",
+        Duration::from_secs(20),
+        || async { log.lock().unwrap().len() >= 2 },
+    )
+    .await;
+    // What v1 cannot hold (the cents below a euro, the currency) is not sent.
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["producer S-1 USD", "consumer S-1 1200 sent as v1"]
+    );
+    assert!(consumer_bridge.shutdown().await.is_complete());
+    assert!(producer_bridge.shutdown().await.is_complete());
+}
+
+#[test]
+fn send_as_refuses_what_is_not_an_older_version() {
+    let newer = RedisBridge::builder(SHARED_URL, "s")
+        .durable::<OrderEvent>("x")
+        .send_as(|e: &PlacedV1| Placed {
+            base: e.base.clone(),
+            cents: 0,
+            currency: String::new(),
+        })
+        .build()
+        .err()
+        .unwrap();
+    assert!(
+        newer
+            .to_string()
+            .contains("is not an older version of `test.versioning.placed`"),
+        "{newer}"
+    );
+    let other_name = RedisBridge::builder(SHARED_URL, "s")
+        .durable::<OrderEvent>("x")
+        .send_as(|e: &Placed| e.base.clone())
+        .build()
+        .err()
+        .unwrap();
+    assert!(
+        other_name.to_string().contains("not an older version"),
+        "{other_name}"
+    );
+}
+
+#[test]
+fn every_distributed_version_exports_its_json_schema() {
+    let v3 = wire::schema("test.versioning.placed", 3).unwrap();
+    assert_eq!(v3["x-event-name"], "test.versioning.placed");
+    assert_eq!(v3["x-event-version"], 3);
+    let properties = v3["properties"].as_object().unwrap();
+    let mut fields: Vec<&str> = properties.keys().map(String::as_str).collect();
+    fields.sort();
+    assert_eq!(fields, ["base", "cents", "currency"]);
+    let v1 = wire::schema("test.versioning.placed", 1).unwrap();
+    assert!(v1["properties"].get("amount").is_some(), "{v1}");
+    assert!(wire::schema("test.versioning.placed", 9).is_none());
+    let all: Vec<(&str, u32)> = wire::schemas()
+        .into_iter()
+        .map(|(name, version, _)| (name, version))
+        .filter(|(name, _)| name.starts_with("test.versioning."))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            ("test.versioning.order", 1),
+            ("test.versioning.placed", 1),
+            ("test.versioning.placed", 2),
+            ("test.versioning.placed", 3)
+        ]
+    );
+}
+
+fn samples_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("event-samples")
+}
+
+#[test]
+fn stored_samples_of_every_old_version_decode_and_upcast() {
+    let checked = wire::check_samples(&EventBus::new(), samples_dir()).unwrap();
+    let versions: Vec<_> = checked.by_version.into_iter().collect();
+    assert_eq!(
+        versions,
+        [
+            (("test.versioning.placed".to_owned(), 1), 1),
+            (("test.versioning.placed".to_owned(), 2), 1)
+        ]
+    );
+}
+
+#[test]
+fn a_sample_that_no_longer_decodes_or_a_version_without_samples_fails_the_check() {
+    let dir = std::env::temp_dir().join(format!(
+        "eventbus-samples-{}",
+        eventbus_core::EventId::new()
+    ));
+    let v1 = dir.join("test.versioning.placed").join("v1");
+    std::fs::create_dir_all(&v1).unwrap();
+    // A field renamed without a new version: old events no longer decode.
+    std::fs::write(
+        v1.join("renamed.json"),
+        r#"{"base": {"order_id": "X"}, "euros": 3}"#,
+    )
+    .unwrap();
+    let unknown = dir.join("test.versioning.placed").join("v7");
+    std::fs::create_dir_all(&unknown).unwrap();
+    std::fs::write(unknown.join("future.json"), "{}").unwrap();
+    let errors = wire::check_samples(&EventBus::new(), &dir).unwrap_err();
+    let text = errors.to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(errors.0.len(), 3, "{text}");
+    assert!(
+        text.contains(
+            "renamed.json: does not decode as `test.versioning.placed` v1: missing field `amount`"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "future.json: no `#[event(distributed)]` type is `test.versioning.placed` version 7"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("no sample of `test.versioning.placed` v2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_panicking_upcaster_fails_the_sample_check_with_its_message() {
+    #[derive(Event, Clone, Debug, Serialize, Deserialize)]
+    #[event(name = "test.versioning.strict", version = 1, distributed)]
+    struct StrictV1 {
+        amount: i64,
+    }
+    #[derive(Event, Clone, Debug, Serialize, Deserialize)]
+    #[event(name = "test.versioning.strict", version = 2, distributed)]
+    struct Strict {
+        amount: u64,
+    }
+    let bus = EventBus::builder()
+        .upcaster(|old: &StrictV1| Strict {
+            amount: u64::try_from(old.amount).expect("amounts are never negative"),
+        })
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "eventbus-samples-{}",
+        eventbus_core::EventId::new()
+    ));
+    let v1 = dir.join("test.versioning.strict").join("v1");
+    std::fs::create_dir_all(&v1).unwrap();
+    std::fs::write(v1.join("refund.json"), r#"{"amount": -5}"#).unwrap();
+    let samples = dir.join("test.versioning.placed");
+    for (version, text) in [
+        (1, r#"{"base": {"order_id": "X"}, "amount": 1}"#),
+        (2, r#"{"base": {"order_id": "X"}, "cents": 1}"#),
+    ] {
+        std::fs::create_dir_all(samples.join(format!("v{version}"))).unwrap();
+        std::fs::write(samples.join(format!("v{version}")).join("ok.json"), text).unwrap();
+    }
+    let errors = wire::check_samples(&bus, &dir).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert!(
+        errors
+            .to_string()
+            .contains("refund.json: its upcaster panicked: amounts are never negative"),
+        "{errors}"
+    );
 }

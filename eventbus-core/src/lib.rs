@@ -96,6 +96,7 @@
 //! | `redis` | `redis::RedisBridge` (implies `wire`) |
 //! | `metrics` | `middleware::Metrics`, through the `metrics` facade |
 //! | `postgres` | `saga::PostgresStore`: saga instances in PostgreSQL, through sqlx (implies `wire`) |
+//! | `schema` | [`wire::schema`]: the JSON Schema of every distributed event version, through schemars (implies `wire`) |
 //! | `opentelemetry` | W3C trace context across the bridge: the sender's span travels as `traceparent`, the receiver's handlers run in a child of it (implies `wire`) |
 
 #![warn(missing_docs, missing_debug_implementations)]
@@ -261,9 +262,13 @@ pub mod __private {
         HandlerResult, IntoHandlerResult, SharedState, StateCursor, StateKeys,
     };
     #[cfg(feature = "wire")]
-    pub use crate::wire::{decode_event, encode_event, WireRegistration};
+    pub use crate::wire::{
+        decode_event, encode_event, HasSchema, NoSchema, SchemaProbe, WireRegistration,
+    };
     #[cfg(not(feature = "wire"))]
-    pub use no_wire::{decode_event, encode_event, WireRegistration};
+    pub use no_wire::{
+        decode_event, encode_event, HasSchema, NoSchema, SchemaProbe, WireRegistration,
+    };
 
     /// What `#[event(distributed)]` expands to without the `wire` feature: one clear error.
     #[cfg(not(feature = "wire"))]
@@ -280,10 +285,35 @@ pub mod __private {
         pub struct WireRegistration;
 
         impl WireRegistration {
-            pub const fn new<A: Copy, B: Copy>(_: &'static crate::EventType, _: A, _: B) -> Self {
+            pub const fn new<A: Copy, B: Copy, C: Copy>(
+                _: &'static crate::EventType,
+                _: A,
+                _: B,
+                _: C,
+            ) -> Self {
                 WireRegistration
             }
         }
+
+        /// Stands in for the schema probe: nothing to find without the feature.
+        #[derive(Debug)]
+        pub struct SchemaProbe<T>(core::marker::PhantomData<T>);
+
+        impl<T> SchemaProbe<T> {
+            pub const fn new() -> Self {
+                SchemaProbe(core::marker::PhantomData)
+            }
+        }
+
+        pub trait HasSchema {}
+
+        pub trait NoSchema {
+            fn schema(&self) -> Option<fn()> {
+                None
+            }
+        }
+
+        impl<T> NoSchema for &&SchemaProbe<T> {}
 
         inventory::collect!(WireRegistration);
 
@@ -291,6 +321,11 @@ pub mod __private {
         pub fn decode_event<T: WireFeature>() {}
     }
     pub use inventory;
+    /// What a schema is made of: JSON with the `wire` feature, nothing without it.
+    #[cfg(feature = "wire")]
+    pub type SchemaValue = serde_json::Value;
+    #[cfg(not(feature = "wire"))]
+    pub type SchemaValue = ();
 
     /// `TypeId::of` as a fn pointer, for `EventType`.
     pub fn type_id<T: 'static>() -> std::any::TypeId {

@@ -80,6 +80,20 @@ pub(crate) struct Route {
     pub(crate) mode: Mode,
 }
 
+/// An older version sent in place of a newer one (see [`RedisBridgeBuilder::send_as`]).
+#[derive(Clone)]
+pub(crate) struct SendAs {
+    pub(crate) to: &'static EventType,
+    pub(crate) convert:
+        Arc<dyn Fn(&crate::event::EventPart) -> Box<dyn crate::event::ErasedEvent> + Send + Sync>,
+}
+
+impl fmt::Debug for SendAs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SendAs({})", self.to)
+    }
+}
+
 /// Tunables of the durable path.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -93,6 +107,8 @@ pub(crate) struct Settings {
     pub(crate) group_start: GroupStart,
     pub(crate) unhandled: Unhandled,
     pub(crate) shutdown_timeout: Duration,
+    /// By the newer type's id: the older version it is sent as.
+    pub(crate) send_as: rustc_hash::FxHashMap<std::any::TypeId, SendAs>,
 }
 
 impl Default for Settings {
@@ -108,6 +124,7 @@ impl Default for Settings {
             group_start: GroupStart::Now,
             unhandled: Unhandled::Retry,
             shutdown_timeout: Duration::from_secs(10),
+            send_as: rustc_hash::FxHashMap::default(),
         }
     }
 }
@@ -248,6 +265,31 @@ impl RedisBridgeBuilder {
         self
     }
 
+    /// Sends every `New` published here as the older version `Old` of the same event, made by
+    /// `downcast`: for the weeks of a migration in which this producer already has `New` but
+    /// some consumers know only `Old`. Local handlers still receive `New`. What `Old` cannot
+    /// hold is not sent; consumers that know `New` get it back through their upcaster.
+    /// [`build`](Self::build) refuses an `Old` that is not an older version of `New`'s name,
+    /// or not `#[event(distributed)]`. Remove it once every consumer knows `New`.
+    pub fn send_as<New: Event, Old: Event>(
+        mut self,
+        downcast: impl Fn(&New) -> Old + Send + Sync + 'static,
+    ) -> Self {
+        let convert = Arc::new(move |part: &crate::event::EventPart| {
+            let old: Box<dyn crate::event::ErasedEvent> =
+                Box::new(downcast(crate::event::event_part::<New>(part)));
+            old
+        });
+        self.settings.send_as.insert(
+            std::any::TypeId::of::<New>(),
+            SendAs {
+                to: Old::TYPE,
+                convert,
+            },
+        );
+        self
+    }
+
     /// Checks the configuration; connects nothing yet.
     pub fn build(self) -> Result<RedisBridge, BridgeError> {
         let info = self
@@ -277,6 +319,28 @@ impl RedisBridgeBuilder {
                 "distributed event types {} both claim `{name}` version {version}",
                 types.join(" and ")
             )));
+        }
+        for (&new, send_as) in &self.settings.send_as {
+            let old = send_as.to;
+            let new = crate::wire::registry()
+                .by_type(new)
+                .map(|r| r.event)
+                .ok_or_else(|| {
+                    BridgeError::Config(format!(
+                        "`send_as` to {old} from a type that is not `#[event(distributed)]`"
+                    ))
+                })?;
+            if old.name() != new.name() || old.version() >= new.version() {
+                return Err(BridgeError::Config(format!(
+                    "`send_as` sends {new} as {old}: that is not an older version of `{}`",
+                    new.name()
+                )));
+            }
+            if crate::wire::registry().by_type(old.type_id()).is_none() {
+                return Err(BridgeError::Config(format!(
+                    "`send_as` sends {new} as {old}, which is not `#[event(distributed)]`"
+                )));
+            }
         }
         let (outbox, outbox_rx) = mpsc::channel(self.settings.outbox_capacity);
         let (stop, _) = watch::channel(None);

@@ -140,13 +140,21 @@ async fn send(inner: &Inner, envelope: &Envelope) -> Result<(), String> {
         Diagnostics::bump(&inner.diagnostics.send_failed_stopped);
         return Err("the Redis bridge is shut down; the event was handled locally only".into());
     }
-    let payload = crate::wire::encode(
-        &*envelope.event,
-        &envelope.meta,
-        &inner.service,
-        &inner.instance,
-    )
-    .map_err(|e| {
+    let encoded = match inner.settings.send_as.get(&event_type.type_id()) {
+        Some(send_as) => {
+            let part = envelope.event.part(0).expect("level 0 is the event itself");
+            let old = (send_as.convert)(part);
+            let (source, instance) = (&inner.service, &inner.instance);
+            crate::wire::encode_as(&*old, send_as.to, &envelope.meta, source, instance)
+        }
+        None => crate::wire::encode(
+            &*envelope.event,
+            &envelope.meta,
+            &inner.service,
+            &inner.instance,
+        ),
+    };
+    let payload = encoded.map_err(|e| {
         Diagnostics::bump(&inner.diagnostics.send_failed_encode);
         e.to_string()
     })?;

@@ -3,7 +3,7 @@
 #![cfg_attr(not(feature = "redis"), allow(dead_code))]
 
 use super::registry::registry;
-use crate::event::{AnyEvent, ErasedEvent, EventId, EventMeta, Headers};
+use crate::event::{AnyEvent, ErasedEvent, EventId, EventMeta, EventType, Headers};
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -93,7 +93,18 @@ pub(crate) fn encode(
     source: &str,
     instance: &str,
 ) -> Result<String, EncodeError> {
-    let event_type = meta.event_type;
+    encode_as(event, meta.event_type, meta, source, instance)
+}
+
+/// [`encode`] of `event` (whose own type is `event_type`) under the metadata of another event:
+/// an older version sent in place of the newer one it was made from.
+pub(crate) fn encode_as(
+    event: &dyn ErasedEvent,
+    event_type: &'static EventType,
+    meta: &EventMeta,
+    source: &str,
+    instance: &str,
+) -> Result<String, EncodeError> {
     let registration = registry()
         .by_type(event_type.type_id())
         .ok_or(EncodeError::NotDistributed(event_type.name()))?;

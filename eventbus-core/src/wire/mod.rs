@@ -26,15 +26,21 @@
 
 mod cloudevent;
 mod registry;
+mod samples;
 mod trace_context;
 
 pub use cloudevent::DecodeError;
 #[cfg_attr(not(feature = "redis"), allow(unused_imports))]
-pub(crate) use cloudevent::{encode, Envelope};
+pub(crate) use cloudevent::{encode, encode_as, Envelope};
 #[cfg_attr(not(feature = "redis"), allow(unused_imports))]
 pub(crate) use registry::registry;
 #[doc(hidden)]
-pub use registry::{decode_event, encode_event, WireRegistration};
+pub use registry::{
+    decode_event, encode_event, HasSchema, NoSchema, SchemaProbe, WireRegistration,
+};
 pub use registry::{is_distributed, registered};
+#[cfg(feature = "schema")]
+pub use registry::{schema, schemas};
+pub use samples::{check_samples, SampleError, SampleErrors, SamplesChecked};
 #[cfg_attr(not(feature = "redis"), allow(unused_imports))]
 pub(crate) use trace_context::receive_span;

@@ -11,22 +11,68 @@ use std::sync::OnceLock;
 
 type EncodeFn = fn(&EventPart, &mut Vec<u8>) -> serde_json::Result<()>;
 type DecodeFn = fn(&RawValue) -> serde_json::Result<AnyEvent>;
+type SchemaFn = fn() -> serde_json::Value;
 
 /// A distributed event type, as `#[event(distributed)]` submits it at link time.
 pub struct WireRegistration {
     pub(crate) event: &'static EventType,
     pub(crate) encode: EncodeFn,
     pub(crate) decode: DecodeFn,
+    /// Its JSON Schema, when the type derives `schemars::JsonSchema` (feature `schema`).
+    #[cfg_attr(not(feature = "schema"), allow(dead_code))]
+    pub(crate) schema: fn() -> Option<SchemaFn>,
 }
 
 impl WireRegistration {
     #[doc(hidden)]
-    pub const fn new(event: &'static EventType, encode: EncodeFn, decode: DecodeFn) -> Self {
+    pub const fn new(
+        event: &'static EventType,
+        encode: EncodeFn,
+        decode: DecodeFn,
+        schema: fn() -> Option<SchemaFn>,
+    ) -> Self {
         WireRegistration {
             event,
             encode,
             decode,
+            schema,
         }
+    }
+}
+
+/// The derive's probe for `schemars::JsonSchema` (autoref specialisation, like
+/// `CloneProbe`): a schema when the type has one and the `schema` feature is on.
+#[doc(hidden)]
+#[allow(missing_debug_implementations)]
+pub struct SchemaProbe<T>(std::marker::PhantomData<T>);
+
+impl<T> SchemaProbe<T> {
+    #[doc(hidden)]
+    pub const fn new() -> Self {
+        SchemaProbe(std::marker::PhantomData)
+    }
+}
+
+#[doc(hidden)]
+pub trait HasSchema {
+    fn schema(&self) -> Option<SchemaFn>;
+}
+
+#[cfg(feature = "schema")]
+impl<T: schemars::JsonSchema> HasSchema for &SchemaProbe<T> {
+    fn schema(&self) -> Option<SchemaFn> {
+        Some(|| schemars::schema_for!(T).to_value())
+    }
+}
+
+#[doc(hidden)]
+pub trait NoSchema {
+    fn schema(&self) -> Option<SchemaFn>;
+}
+
+impl<T> NoSchema for &&SchemaProbe<T> {
+    fn schema(&self) -> Option<SchemaFn> {
+        None
     }
 }
 
@@ -66,6 +112,14 @@ pub(crate) struct Registry {
 impl Registry {
     pub(crate) fn by_type(&self, type_id: TypeId) -> Option<&'static WireRegistration> {
         self.by_type.get(&type_id).copied()
+    }
+
+    /// Every registration, by (name, version).
+    #[cfg_attr(not(feature = "schema"), allow(dead_code))]
+    pub(crate) fn all(&self) -> impl Iterator<Item = &'static WireRegistration> + '_ {
+        let mut all: Vec<_> = self.by_type.values().copied().collect();
+        all.sort_by_key(|r| (r.event.name(), r.event.version()));
+        all.into_iter()
     }
 
     /// The registration for (name, version); else `Err` with the newest version known of
@@ -128,4 +182,48 @@ pub fn registered() -> impl Iterator<Item = (&'static str, u32)> {
         .collect();
     all.sort_unstable();
     all.into_iter()
+}
+
+/// The JSON Schema of the distributed event `name` at `version`, when its type derives
+/// `schemars::JsonSchema`: the schema of its CloudEvents `data`, with `x-event-name` and
+/// `x-event-version` added. `None` for an unknown (name, version) or a type without a schema.
+///
+/// ```
+/// use eventbus_core::{wire, Event};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Event, Serialize, Deserialize, schemars::JsonSchema)]
+/// #[event(name = "parcel.shipped", version = 2, distributed)]
+/// struct ParcelShipped { parcel: u64 }
+///
+/// let schema = wire::schema("parcel.shipped", 2).unwrap();
+/// assert_eq!(schema["properties"]["parcel"]["type"], "integer");
+/// assert_eq!(schema["x-event-version"], 2);
+/// ```
+#[cfg(feature = "schema")]
+pub fn schema(name: &str, version: u32) -> Option<serde_json::Value> {
+    schema_of(registry().by_name(name, version).ok()?)
+}
+
+/// The JSON Schema of every distributed event version that has one: `(name, version,
+/// schema)`, sorted. Write them out in CI to see a change of the wire format in review.
+#[cfg(feature = "schema")]
+pub fn schemas() -> Vec<(&'static str, u32, serde_json::Value)> {
+    registry()
+        .all()
+        .filter_map(|r| Some((r.event.name(), r.event.version(), schema_of(r)?)))
+        .collect()
+}
+
+#[cfg(feature = "schema")]
+fn schema_of(registration: &WireRegistration) -> Option<serde_json::Value> {
+    let mut schema = (registration.schema)()?();
+    if let Some(object) = schema.as_object_mut() {
+        object.insert("x-event-name".into(), registration.event.name().into());
+        object.insert(
+            "x-event-version".into(),
+            registration.event.version().into(),
+        );
+    }
+    Some(schema)
 }

@@ -70,11 +70,17 @@ pub(super) fn expand(def: &EventDef) -> TokenStream {
         let ident = syn::Ident::new(&ident.to_string(), span);
         quote_spanned! {span=>
             const _: () = {
+                fn __eventbus_schema() -> ::core::option::Option<fn() -> #krate::__private::SchemaValue> {
+                    #[allow(unused_imports)]
+                    use #krate::__private::{HasSchema as _, NoSchema as _};
+                    (&&#krate::__private::SchemaProbe::<#ident>::new()).schema()
+                }
                 #krate::__private::inventory::submit! {
                     #krate::__private::WireRegistration::new(
                         <#ident as #krate::Event>::TYPE,
                         #krate::__private::encode_event::<#ident>,
                         #krate::__private::decode_event::<#ident>,
+                        __eventbus_schema,
                     )
                 }
             };
