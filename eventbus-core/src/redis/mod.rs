@@ -80,12 +80,15 @@ pub(crate) struct Route {
     pub(crate) mode: Mode,
 }
 
+/// Makes the older version of an event from the newer one.
+type Downcast =
+    Arc<dyn Fn(&crate::event::EventPart) -> Box<dyn crate::event::ErasedEvent> + Send + Sync>;
+
 /// An older version sent in place of a newer one (see [`RedisBridgeBuilder::send_as`]).
 #[derive(Clone)]
 pub(crate) struct SendAs {
     pub(crate) to: &'static EventType,
-    pub(crate) convert:
-        Arc<dyn Fn(&crate::event::EventPart) -> Box<dyn crate::event::ErasedEvent> + Send + Sync>,
+    pub(crate) convert: Downcast,
 }
 
 impl fmt::Debug for SendAs {
