@@ -299,6 +299,7 @@ pub mod __private {
         #[derive(Debug)]
         pub struct SchemaProbe<T>(core::marker::PhantomData<T>);
 
+        #[allow(clippy::new_without_default)] // built by generated code only
         impl<T> SchemaProbe<T> {
             pub const fn new() -> Self {
                 SchemaProbe(core::marker::PhantomData)
