@@ -33,6 +33,28 @@ struct L3(#[event(base)] L2);
 #[event(extends = L3)]
 struct L4(#[event(base)] L3);
 
+/// One event at two versions, with an upcaster between them (`versioning`).
+#[derive(Event, Clone)]
+#[event(name = "bench.priced", version = 1)]
+struct PricedV1 {
+    sku: u64,
+    euros: u64,
+}
+#[derive(Event, Clone)]
+#[event(name = "bench.priced", version = 2)]
+struct Priced {
+    sku: u64,
+    cents: u64,
+}
+
+#[eventbus_core::upcast]
+fn priced_v1_to_v2(old: &PricedV1) -> Priced {
+    Priced {
+        sku: old.sku,
+        cents: old.euros * 100,
+    }
+}
+
 fn l3(n: u64) -> L3 {
     L3(L2(L1(n)))
 }
@@ -495,9 +517,32 @@ fn concurrent_publishers(c: &mut Criterion) {
     }
 }
 
+/// Publishing an old version to a handler of the current one, beside what a user would write
+/// by hand: call the upcaster, publish the result.
+fn versioning(c: &mut Criterion) {
+    let mut group = c.benchmark_group("versioning");
+    group.throughput(Throughput::Elements(1));
+    let bus = EventBus::new();
+    bus.subscribe(|e: &Priced| work(e.cents)).forever();
+    let old = || PricedV1 {
+        sku: black_box(7),
+        euros: 3,
+    };
+    group.bench_function("publish_current", |b| {
+        b.iter(|| poll_once(bus.publish(priced_v1_to_v2(&old()))))
+    });
+    group.bench_function("upcaster_call_only", |b| {
+        b.iter(|| black_box(priced_v1_to_v2(&old())))
+    });
+    group.bench_function("publish_old_upcast", |b| {
+        b.iter(|| poll_once(bus.publish(old())))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = sync_publish, hierarchy, with_middleware, async_publish, emit_then_shutdown, concurrent_publishers
+    targets = versioning, sync_publish, hierarchy, with_middleware, async_publish, emit_then_shutdown, concurrent_publishers
 }
 criterion_main!(benches);

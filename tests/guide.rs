@@ -28,6 +28,8 @@ pub mod docs {
     pub mod distributed {}
     #[doc = include_str!("../docs/delivery-guarantees.md")]
     pub mod delivery_guarantees {}
+    #[doc = include_str!("../docs/versioning.md")]
+    pub mod versioning {}
     #[doc = include_str!("../docs/sagas.md")]
     pub mod sagas {}
     #[doc = include_str!("../docs/performance.md")]

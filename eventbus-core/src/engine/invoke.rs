@@ -4,6 +4,7 @@
 use super::pipeline::{run_afters, run_befores, Envelope, EnvelopeMut, Layer, Next};
 use super::router::{Plan, Step};
 use super::{contain_panic, DispatchMode, Engine};
+use crate::event::version::Upcast;
 use crate::event::{ErasedEvent, EventMeta, EventPart, OwnedEvent};
 use crate::handler::{
     call_in_place, panicked, to_failure, Callable, Context, FutureSlot, HandlerEntry,
@@ -12,6 +13,7 @@ use crate::report::{FailureKind, HandlerFailure, PublishReport};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use std::alloc::Layout;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -19,8 +21,12 @@ impl Engine {
     /// Runs an accepted event: through the middleware when there is any, else straight to the
     /// handlers (no boxing on that path).
     pub(crate) async fn run<E: OwnedEvent>(&self, event: E, meta: EventMeta) -> PublishReport {
-        if !event.is_upcast() && self.router.upcasts.chain(meta.event_type).is_some() {
-            return self.run_upcast(event.boxed(), meta).await;
+        if let Some(chain) = self.router.upcasts.chain(meta.event_type) {
+            if !event.is_upcast() {
+                // An old version: from here on it travels with its newer versions.
+                let event = Upcast::owned(event.boxed(), Arc::clone(chain));
+                return self.run_upcast(event, meta).await;
+            }
         }
         // Middleware and async handlers may read the time after awaiting: take it now.
         meta.stamp();
@@ -45,18 +51,13 @@ impl Engine {
         }
     }
 
-    /// Runs an old version, from here on carried with its newer versions. (Boxed: `run`
-    /// recurses into itself here.)
+    /// Runs an upcast event the full way. (Boxed: `run` recurses into itself here.)
     fn run_upcast(
         &self,
-        event: Box<dyn ErasedEvent>,
-        mut meta: EventMeta,
+        event: Upcast<'static>,
+        meta: EventMeta,
     ) -> crate::handler::BoxFuture<'_, PublishReport> {
-        let mut event = self.router.upcasts.apply(event);
-        match self.run_inline(&mut *event, &mut meta) {
-            Some(report) => Box::pin(std::future::ready(report)),
-            None => Box::pin(self.run(event, meta)),
-        }
+        Box::pin(self.run(event, meta))
     }
 
     /// Whether every middleware is a sync one (or there is none).
@@ -80,15 +81,24 @@ impl Engine {
         }
         // One plan from the check to the calls: the hooks run once, whatever subscribes.
         self.router.with_plan(meta.event_type, |plan| {
-            plan.runs_inline(event).then(|| {
-                let (stop, ended) = run_befores(layers, 0, &mut EnvelopeMut::new(event, meta));
-                let mut report = match ended {
-                    Some(report) => report,
-                    None => self.dispatch_plan_inline(plan, event, meta),
-                };
-                run_afters(layers, 0, stop, &mut report);
-                report
-            })
+            if !plan.inline {
+                return None;
+            }
+            let mut upcast;
+            let event: &mut dyn ErasedEvent = match &plan.upcast {
+                Some(chain) if !event.is_upcast() => {
+                    upcast = Upcast::borrowed(&*event, chain);
+                    &mut upcast
+                }
+                _ => event,
+            };
+            let (stop, ended) = run_befores(layers, 0, &mut EnvelopeMut::new(event, meta));
+            let mut report = match ended {
+                Some(report) => report,
+                None => self.dispatch_plan_inline(plan, event, meta),
+            };
+            run_afters(layers, 0, stop, &mut report);
+            Some(report)
         })
     }
 
@@ -115,8 +125,16 @@ impl Engine {
         meta: &EventMeta,
     ) -> Option<PublishReport> {
         self.router.with_plan(meta.event_type, |plan| {
-            plan.runs_inline(event)
-                .then(|| self.dispatch_plan_inline(plan, event, meta))
+            if !plan.inline {
+                return None;
+            }
+            Some(match &plan.upcast {
+                // An old version, upcast right here: its newer versions live on this stack.
+                Some(chain) if !event.is_upcast() => {
+                    self.dispatch_plan_inline(plan, &Upcast::borrowed(event, chain), meta)
+                }
+                _ => self.dispatch_plan_inline(plan, event, meta),
+            })
         })
     }
 
@@ -136,10 +154,7 @@ impl Engine {
 
     /// Whether a publish of this type would run inline (see `try_dispatch_inline`).
     pub(crate) fn runs_inline(&self, event_type: &'static crate::EventType) -> bool {
-        self.layers().is_empty()
-            && self
-                .router
-                .with_plan(event_type, |plan| plan.inline && !plan.upcast)
+        self.layers().is_empty() && self.router.with_plan(event_type, |plan| plan.inline)
     }
 
     /// Calls sync handlers in order under one unwind guard: a panic stops the run at the

@@ -10,7 +10,7 @@
 //!
 //! Nothing depends on link order.
 
-use crate::event::version::Upcasts;
+use crate::event::version::{Chain, Upcasts};
 use crate::handler::{Callable, HandlerEntry};
 use crate::EventType;
 use arc_swap::ArcSwap;
@@ -42,16 +42,8 @@ pub(crate) struct Plan {
     /// in, one after another.
     pub(crate) async_layout: Layout,
     /// The type is an old version: the plan's levels span its newer versions, so the event
-    /// must be upcast (`engine::run` does it) before the plan runs.
-    pub(crate) upcast: bool,
-}
-
-impl Plan {
-    /// Whether `event` can run this plan as it is, right here (see `Engine::run_inline`).
-    #[inline]
-    pub(crate) fn runs_inline(&self, event: &dyn crate::event::ErasedEvent) -> bool {
-        self.inline && (!self.upcast || event.is_upcast())
-    }
+    /// runs upcast through this chain.
+    pub(crate) upcast: Option<Arc<Chain>>,
 }
 
 type Plans = FxHashMap<TypeId, Arc<Plan>>;
@@ -196,7 +188,7 @@ fn resolve(
         steps: steps.into(),
         inline,
         async_layout,
-        upcast: chain.is_some(),
+        upcast: chain.cloned(),
     }
 }
 

@@ -3,7 +3,7 @@
 //! [`Upcast`]: the original with every newer version built from it, so that a handler of
 //! any of those versions (or of their ancestors) receives its own view.
 
-use super::{ErasedEvent, Event, EventPart, EventType};
+use super::{ErasedEvent, Event, EventPart, EventType, SmallEvent};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::any::{Any, TypeId};
 use std::fmt;
@@ -53,7 +53,7 @@ inventory::collect!(UpcasterRegistration);
 
 /// The newer version an upcaster made, type-erased (used by generated code).
 #[doc(hidden)]
-pub struct Upcasted(Box<dyn ErasedEvent>);
+pub struct Upcasted(SmallEvent);
 
 impl fmt::Debug for Upcasted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -65,10 +65,26 @@ impl fmt::Debug for Upcasted {
 #[doc(hidden)]
 pub fn upcast_with<Old: Event, New: Event>(part: &EventPart, f: fn(&Old) -> New) -> Upcasted {
     let old = super::event_part::<Old>(part);
-    Upcasted(Box::new(f(old)))
+    Upcasted(super::OwnedEvent::small(f(old)))
 }
 
-type Convert = Arc<dyn Fn(&EventPart) -> Upcasted + Send + Sync>;
+/// How an upcaster is called: a fn pointer for `#[upcast]` fns (one indirect call), a
+/// shared closure for those given to the builder.
+#[derive(Clone)]
+enum Convert {
+    Fn(fn(&EventPart) -> Upcasted),
+    Closure(Arc<dyn Fn(&EventPart) -> Upcasted + Send + Sync>),
+}
+
+impl Convert {
+    #[inline]
+    fn call(&self, old: &EventPart) -> Upcasted {
+        match self {
+            Convert::Fn(f) => f(old),
+            Convert::Closure(f) => f(old),
+        }
+    }
+}
 
 /// One upcaster, from wherever it came (`#[upcast]` or the builder).
 #[derive(Clone)]
@@ -90,7 +106,9 @@ impl Upcaster {
         Upcaster {
             from: Old::TYPE,
             to: New::TYPE,
-            convert: Arc::new(move |part| Upcasted(Box::new(f(super::event_part::<Old>(part))))),
+            convert: Convert::Closure(Arc::new(move |part| {
+                Upcasted(super::OwnedEvent::small(f(super::event_part::<Old>(part))))
+            })),
             name: format!(
                 "EventBusBuilder::upcaster::<{}, {}>",
                 Old::TYPE.rust_name(),
@@ -108,7 +126,7 @@ impl Upcaster {
                 Some(Upcaster {
                     from: (r.from)()?,
                     to: (r.to)()?,
-                    convert: Arc::new(r.convert),
+                    convert: Convert::Fn(r.convert),
                     name: r.name.to_owned(),
                     location: Some(format!("{}:{}", r.file, r.line)),
                 })
@@ -358,67 +376,119 @@ impl Upcasts {
         }
         self.chains.get(&ty.type_id())
     }
-
-    /// The event with its newer versions, when it is an old version; else as it is.
-    pub(crate) fn apply(&self, event: Box<dyn ErasedEvent>) -> Box<dyn ErasedEvent> {
-        if event.is_upcast() {
-            return event;
-        }
-        match self.chain(event.event_type()) {
-            Some(chain) => Box::new(Upcast::new(event, Arc::clone(chain))),
-            None => event,
-        }
-    }
 }
 
 /// An old version with every newer version built from it; dispatched as one event.
-pub(crate) struct Upcast {
-    /// The original first, then each newer version in turn.
-    versions: Vec<Box<dyn ErasedEvent>>,
-    chain: Arc<Chain>,
+///
+/// Read-only to middleware (`part_mut` finds nothing): the newer versions are made from the
+/// original when it enters the bus, and a change to one would not reach the others.
+pub(crate) struct Upcast<'a> {
+    original: Original<'a>,
+    /// The next version, stored inline when small (most events): a chain of one allocates
+    /// nothing.
+    next: Option<SmallEvent>,
+    /// The versions after that, for longer chains.
+    later: Vec<SmallEvent>,
+    chain: ChainRef<'a>,
 }
 
-impl Upcast {
-    pub(crate) fn new(original: Box<dyn ErasedEvent>, chain: Arc<Chain>) -> Self {
-        let mut versions = Vec::with_capacity(chain.upcasters.len() + 1);
-        versions.push(original);
-        for upcaster in chain.upcasters.iter() {
-            let older = versions[versions.len() - 1]
-                .part(0)
-                .expect("level 0 is the event itself");
-            let Upcasted(newer) = (upcaster.convert)(older);
-            versions.push(newer);
-        }
-        Upcast { versions, chain }
+/// Where an upcast event's original lives.
+enum Original<'a> {
+    /// Owned: the event travels on (through async middleware, a task, a queue).
+    Owned(Box<dyn ErasedEvent>),
+    /// Borrowed from the publisher for a run to completion right here (the inline path).
+    Borrowed(&'a dyn ErasedEvent),
+}
+
+enum ChainRef<'a> {
+    Shared(Arc<Chain>),
+    Borrowed(&'a Chain),
+}
+
+impl Upcast<'static> {
+    pub(crate) fn owned(original: Box<dyn ErasedEvent>, chain: Arc<Chain>) -> Self {
+        Upcast::new(Original::Owned(original), ChainRef::Shared(chain))
     }
 }
 
-impl ErasedEvent for Upcast {
+impl<'a> Upcast<'a> {
+    pub(crate) fn borrowed(original: &'a dyn ErasedEvent, chain: &'a Chain) -> Self {
+        Upcast::new(Original::Borrowed(original), ChainRef::Borrowed(chain))
+    }
+
+    fn new(original: Original<'a>, chain: ChainRef<'a>) -> Self {
+        let mut upcast = Upcast {
+            original,
+            next: None,
+            later: Vec::new(),
+            chain,
+        };
+        for index in 0..upcast.chain().upcasters.len() {
+            let older = upcast.version(index).part(0);
+            let Upcasted(newer) = upcast.chain().upcasters[index]
+                .convert
+                .call(older.expect("level 0 is the event itself"));
+            match upcast.next {
+                None => upcast.next = Some(newer),
+                Some(_) => upcast.later.push(newer),
+            }
+        }
+        upcast
+    }
+
+    fn chain(&self) -> &Chain {
+        match &self.chain {
+            ChainRef::Shared(chain) => chain,
+            ChainRef::Borrowed(chain) => chain,
+        }
+    }
+
+    /// Version `index` of the chain: 0 is the original.
+    fn version(&self, index: usize) -> &dyn ErasedEvent {
+        match (index, &self.original) {
+            (0, Original::Owned(event)) => &**event,
+            (0, Original::Borrowed(event)) => *event,
+            (1, _) => &**self.next.as_ref().expect("every version is made in `new`"),
+            (n, _) => &*self.later[n - 2],
+        }
+    }
+}
+
+impl ErasedEvent for Upcast<'_> {
     fn event_type(&self) -> &'static EventType {
-        self.versions[0].event_type()
+        self.version(0).event_type()
     }
     fn part(&self, level: usize) -> Option<&EventPart> {
-        let at = self.chain.levels.get(level)?;
-        self.versions[at.version].part(at.level)
+        let at = self.chain().levels.get(level)?;
+        self.version(at.version).part(at.level)
     }
-    fn part_mut(&mut self, level: usize) -> Option<&mut EventPart> {
-        let at = *self.chain.levels.get(level)?;
-        self.versions[at.version].part_mut(at.level)
+    fn part_mut(&mut self, _level: usize) -> Option<&mut EventPart> {
+        None
     }
     fn clone_event(&self) -> Option<super::AnyEvent> {
-        self.versions[0].clone_event()
+        self.version(0).clone_event()
     }
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
-        let Upcast { mut versions, .. } = *self;
-        versions.swap_remove(0).into_any()
+        match self.original {
+            Original::Owned(event) => event.into_any(),
+            // A borrowed upcast lives on the stack of `Engine::run_inline` only; nothing there
+            // hands an event back.
+            Original::Borrowed(_) => unreachable!("a borrowed upcast is never handed back"),
+        }
     }
     fn level_of(&self, type_id: TypeId) -> Option<usize> {
-        self.chain
+        self.chain()
             .levels
             .iter()
             .position(|l| l.ty.type_id() == type_id)
     }
     fn is_upcast(&self) -> bool {
         true
+    }
+}
+
+impl super::OwnedEvent for Upcast<'static> {
+    fn boxed(self) -> Box<dyn ErasedEvent> {
+        Box::new(self)
     }
 }

@@ -123,7 +123,7 @@ pub fn check_samples(
         if let Some(chain) = upcasts.chain(event.event_type()) {
             let chain = Arc::clone(chain);
             let upcast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                drop(Upcast::new(event.0, chain));
+                drop(Upcast::owned(event.0, chain));
             }));
             if let Err(panic) = upcast {
                 let message = crate::handler::panic_message(&*panic);
