@@ -96,7 +96,7 @@
 //! | `redis` | `redis::RedisBridge` (implies `wire`) |
 //! | `metrics` | `middleware::Metrics`, through the `metrics` facade |
 //! | `postgres` | `saga::PostgresStore`: saga instances in PostgreSQL, through sqlx (implies `wire`) |
-//! | `schema` | [`wire::schema`]: the JSON Schema of every distributed event version, through schemars (implies `wire`) |
+//! | `schema` | `wire::schema`: the JSON Schema of every distributed event version, through schemars (implies `wire`) |
 //! | `opentelemetry` | W3C trace context across the bridge: the sender's span travels as `traceparent`, the receiver's handlers run in a child of it (implies `wire`) |
 
 #![warn(missing_docs, missing_debug_implementations)]
