@@ -103,7 +103,7 @@ fn validate(e: &OrderPlaced) -> Result<(), String> {
     Ok(())
 }
 
-#[handler(priority = 50)]
+#[handler(priority = 50, publishes = [StockReserved])]
 async fn reserve_stock(
     e: &OrderPlaced,
     ctx: Context,
@@ -282,7 +282,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ctx.event_id()
             )
         })
+        // Who publishes what, for the topology and its check.
+        .publisher::<OrderPlaced>("checkout")
+        .publisher::<OrderCancelled>("support desk")
+        .publisher::<PriceChanged>("catalog")
         .build()?;
+
+    println!("The bus, as a Mermaid diagram (`bus.topology().to_mermaid()`):\n");
+    print!("{}", bus.topology().to_mermaid());
+    // The check a CI test runs: PriceChanged has a publisher but no handler.
+    if let Err(gaps) = bus.topology().check() {
+        println!("\n{gaps}\n");
+    }
 
     println!("Dispatch order for orders.placed:");
     for (i, h) in bus.handlers_for::<OrderPlaced>().iter().enumerate() {

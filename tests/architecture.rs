@@ -13,6 +13,7 @@ const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../eventbus-core/src");
 const LAYERS: &[&str] = &[
     "event",
     "report",
+    "topology",
     "handler",
     "engine",
     "bus",

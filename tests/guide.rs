@@ -30,6 +30,8 @@ pub mod docs {
     pub mod delivery_guarantees {}
     #[doc = include_str!("../docs/versioning.md")]
     pub mod versioning {}
+    #[doc = include_str!("../docs/topology.md")]
+    pub mod topology {}
     #[doc = include_str!("../docs/sagas.md")]
     pub mod sagas {}
     #[doc = include_str!("../docs/performance.md")]

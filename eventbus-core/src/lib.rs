@@ -118,6 +118,7 @@ mod report;
 #[cfg(feature = "wire")]
 pub mod saga;
 pub mod testing;
+pub mod topology;
 #[cfg(feature = "wire")]
 pub mod wire;
 
@@ -159,6 +160,7 @@ pub use eventbus_derive::Event;
 /// | `retry = 3` | try a failing handler up to 3 more times |
 /// | `backoff_ms = 100` | wait before the first retry, doubled each time (default 50) |
 /// | `on_error = path` | a `fn(&HandlerFailure, Context)` called after the last attempt |
+/// | `publishes = [OrderShipped, ..]` | the events it publishes, for [`EventBus::topology`] and its [check](topology::Topology::check) |
 /// | `crate = my_framework::eventbus` | the path of eventbus-core, for a crate that reaches it through a re-export |
 ///
 /// The fn stays an ordinary fn you can call directly.

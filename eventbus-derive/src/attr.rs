@@ -22,6 +22,7 @@ pub(crate) mod keys {
     pub(crate) const START: &str = "start";
     pub(crate) const STEP: &str = "step";
     pub(crate) const BY: &str = "by";
+    pub(crate) const PUBLISHES: &str = "publishes";
 }
 use proc_macro2::Span;
 use quote::ToTokens;

@@ -171,6 +171,14 @@ impl EventBusBuilder {
         self
     }
 
+    /// Declares that `by` (a name: a controller, a job, another service) publishes `E` on
+    /// this bus, for its [`topology`](EventBus::topology) and the
+    /// [`check`](crate::topology::Topology::check) that every published event is handled.
+    pub fn publisher<E: Event>(mut self, by: impl Into<String>) -> Self {
+        self.config.publishers.push((E::TYPE, by.into()));
+        self
+    }
+
     /// Adds an upcaster from `Old` to `New`, the next version of the same event, as a
     /// closure; `#[upcast]` fns are taken without asking. A handler of `New` then also receives
     /// every `Old`, published here or received from the wire, upcast (see
@@ -302,6 +310,8 @@ impl EventBusBuilder {
                     registered: true,
                     callable: Callable::of_fn(registration.call, states.into()),
                     policy: registration.policy.to_policy(),
+                    location: Some((registration.file, registration.line)),
+                    publishes: registration.publishes.to_vec(),
                 });
             }
         }

@@ -3,6 +3,7 @@
 
 mod builder;
 mod subscription;
+mod topology;
 
 pub use builder::{BuildError, BuildProblem, EventBusBuilder};
 pub use subscription::Subscription;
@@ -234,7 +235,7 @@ impl EventBus {
                 Callable::Sync(Box::new(move |_, _| Err(message.clone())))
             }
         };
-        self.add::<E>(options, name, callable)
+        self.add::<E>(options, name, callable, location)
     }
 
     /// The handlers a published `E` would reach, in the order they would run.
@@ -267,6 +268,7 @@ impl EventBus {
         options: SubscribeOptions,
         name: String,
         callable: Callable,
+        location: &'static Location<'static>,
     ) -> Subscription {
         let id = self.engine.router.add(HandlerEntry {
             id: 0,
@@ -276,6 +278,8 @@ impl EventBus {
             registered: false,
             callable,
             policy: options.policy,
+            location: Some((location.file(), location.line())),
+            publishes: options.publishes,
         });
         Subscription::new(Arc::downgrade(&self.engine), id)
     }

@@ -21,9 +21,10 @@ mod router;
 pub use lifecycle::{ShutdownReport, UnfinishedEvent};
 pub(crate) use router::Router;
 
-use crate::event::{ErasedEvent, EventId, EventMeta, Headers};
+use crate::event::{ErasedEvent, EventId, EventMeta, EventType, Headers};
 use crate::handler::{Context, FollowUps, SharedState, StateKeys};
 use crate::report::{EmitErrorKind, PublishReport, Refusal};
+use crate::topology::Contribution;
 use emit_queue::EmitQueue;
 use pipeline::Layer;
 use rustc_hash::FxHashMap;
@@ -51,6 +52,8 @@ pub(crate) struct Engine {
     queue: EmitQueue,
     /// What is in flight, to report what a shutdown deadline cut off.
     in_flight: Mutex<FxHashMap<EventId, &'static str>>,
+    /// What layers above (sagas, bridges) told the bus about themselves, for its topology.
+    contributions: Mutex<Vec<Contribution>>,
 }
 
 /// Settings fixed when the bus is built.
@@ -64,6 +67,8 @@ pub(crate) struct Config {
     pub(crate) on_failure: Option<FailureHook>,
     /// The state given to the builder, by type: what `State<T>` parameters receive.
     pub(crate) states: FxHashMap<TypeId, (&'static str, SharedState)>,
+    /// Publishers declared to the builder, for the topology: (event, who).
+    pub(crate) publishers: Vec<(&'static EventType, String)>,
 }
 
 pub(crate) type DeadEventHook = Arc<dyn for<'a> Fn(Context<'a>) + Send + Sync>;
@@ -97,6 +102,7 @@ impl Default for Config {
             on_dead_event: None,
             on_failure: None,
             states: FxHashMap::default(),
+            publishers: Vec::new(),
         }
     }
 }
@@ -137,6 +143,7 @@ impl Engine {
             tracker: TaskTracker::new(),
             closing: CancellationToken::new(),
             in_flight: Mutex::default(),
+            contributions: Mutex::default(),
         })
     }
 
@@ -167,6 +174,23 @@ impl Engine {
         declare: fn(&mut StateKeys),
     ) -> Result<Box<[SharedState]>, &'static str> {
         self.config.resolve_states(declare)
+    }
+
+    /// Records what a layer above (a saga runtime, a bridge) adds to the topology.
+    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
+    pub(crate) fn contribute(&self, contribution: Contribution) {
+        self.contributions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(contribution);
+    }
+
+    /// What layers above added to the topology, in the order they did.
+    pub(crate) fn contributions(&self) -> Vec<Contribution> {
+        self.contributions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Whether shutdown has begun.

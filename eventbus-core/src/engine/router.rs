@@ -106,6 +106,11 @@ impl Router {
         plan
     }
 
+    /// Every handler, in the order added.
+    pub(crate) fn handlers(&self) -> Vec<Arc<HandlerEntry>> {
+        self.lock().clone()
+    }
+
     /// Adds a handler and returns its id.
     pub(crate) fn add(&self, mut entry: HandlerEntry) -> u64 {
         let id = self.next_id.fetch_add(1, AtomicOrdering::Relaxed);

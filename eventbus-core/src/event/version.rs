@@ -255,6 +255,8 @@ impl Chain {
 #[derive(Debug, Default)]
 pub(crate) struct Upcasts {
     chains: FxHashMap<TypeId, Arc<Chain>>,
+    /// Every upcaster, sorted by name.
+    upcasters: Vec<Upcaster>,
 }
 
 impl Upcasts {
@@ -365,7 +367,12 @@ impl Upcasts {
             }
             chains.insert(upcaster.from.type_id(), Arc::new(Chain::new(steps)));
         }
-        Ok(Upcasts { chains })
+        Ok(Upcasts { chains, upcasters })
+    }
+
+    /// Every upcaster, sorted by name.
+    pub(crate) fn upcasters(&self) -> &[Upcaster] {
+        &self.upcasters
     }
 
     /// The chain from an old version, if `ty` is one.

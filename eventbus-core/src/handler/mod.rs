@@ -198,6 +198,10 @@ pub(crate) struct HandlerEntry {
     pub(crate) registered: bool,
     pub(crate) callable: Callable,
     pub(crate) policy: Policy,
+    /// Where it was defined or subscribed (`file`, `line`).
+    pub(crate) location: Option<(&'static str, u32)>,
+    /// The events it declares it publishes (for the topology).
+    pub(crate) publishes: Vec<&'static EventType>,
 }
 
 /// What to do when a handler is slow or fails.
@@ -302,6 +306,7 @@ pub struct SubscribeOptions {
     pub(crate) priority: i32,
     pub(crate) name: Option<Cow<'static, str>>,
     pub(crate) policy: Policy,
+    pub(crate) publishes: Vec<&'static EventType>,
 }
 
 impl SubscribeOptions {
@@ -350,6 +355,14 @@ impl SubscribeOptions {
         callback: impl for<'a> Fn(&HandlerFailure, Context<'a>) + Send + Sync + 'static,
     ) -> Self {
         self.policy.on_error = Some(Arc::new(callback));
+        self
+    }
+
+    /// Declares that the handler publishes `E` (through its `Context`), for the bus's
+    /// [`topology`](crate::EventBus::topology) and its [`check`](crate::topology::Topology::check).
+    /// Declare each event it publishes with one call.
+    pub fn publishes<E: crate::Event>(mut self) -> Self {
+        self.publishes.push(E::TYPE);
         self
     }
 }

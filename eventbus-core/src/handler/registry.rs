@@ -20,6 +20,8 @@ pub struct HandlerRegistration {
     pub(crate) declare_states: fn(&mut StateKeys),
     pub(crate) call: HandlerFn,
     pub(crate) policy: HandlerPolicy,
+    /// `#[handler(publishes = [..])]`.
+    pub(crate) publishes: &'static [&'static EventType],
 }
 
 impl HandlerRegistration {
@@ -47,7 +49,14 @@ impl HandlerRegistration {
             declare_states,
             call,
             policy,
+            publishes: &[],
         }
+    }
+
+    /// The events the handler declares it publishes (`publishes = [..]`).
+    #[doc(hidden)]
+    pub const fn publishes(self, publishes: &'static [&'static EventType]) -> Self {
+        HandlerRegistration { publishes, ..self }
     }
 }
 

@@ -55,6 +55,7 @@ pub(crate) use diagnostics::Diagnostics;
 pub use diagnostics::DiagnosticsSnapshot;
 pub use outbound::{Outbound, UnsentEvent};
 
+use crate::topology::{Contribution, Direction, RouteNode};
 use crate::{Event, EventBus, EventId, EventType};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, IntoConnectionInfo, ProtocolVersion};
@@ -486,6 +487,17 @@ impl RedisBridge {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(consumers);
+        // Every route sends what is an `E` and receives it: both ways in the topology.
+        for route in &self.inner.routes {
+            let (mode, target) = match &route.mode {
+                Mode::Broadcast { channel } => ("broadcast", channel),
+                Mode::Durable { stream } => ("durable", stream),
+            };
+            for direction in [Direction::Out, Direction::In] {
+                let node = RouteNode::new("redis", direction, route.scope, mode, target);
+                bus.engine().contribute(Contribution::Route(node));
+            }
+        }
         Ok(())
     }
 

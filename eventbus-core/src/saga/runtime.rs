@@ -9,6 +9,7 @@ use crate::event::{ErasedEvent, Event, EventId, EventMeta, EventType};
 use crate::handler::{
     BoxFuture, Context, FollowUps, HandlerResult, OwnedContext, SubscribeOptions,
 };
+use crate::topology::{Contribution, SagaNode};
 use rustc_hash::FxHashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -667,6 +668,14 @@ impl SagasBuilder {
                 .collect(),
             timers: Timers::default(),
         });
+        for saga in &self.sagas {
+            let names = |starts: bool| {
+                let steps = saga.steps.iter().filter(move |s| s.starts == starts);
+                steps.map(|s| s.event_type.name().to_owned()).collect()
+            };
+            let node = SagaNode::new(saga.name, names(true), names(false));
+            bus.engine().contribute(Contribution::Saga(node));
+        }
         let subscriptions = self
             .sagas
             .into_iter()

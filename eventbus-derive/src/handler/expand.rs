@@ -107,6 +107,11 @@ pub(super) fn expand(def: &HandlerDef) -> TokenStream {
         policy = quote!(#policy.on_error(#callback));
     }
     let event_type = quote_spanned!(event_ty.span()=> <#event_ty as #krate::Event>::TYPE);
+    // Each spanned at its type: one that is not an event is reported there.
+    let publishes = def
+        .publishes
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> <#ty as #krate::Event>::TYPE));
 
     quote! {
         #func
@@ -140,6 +145,7 @@ pub(super) fn expand(def: &HandlerDef) -> TokenStream {
                     #private::HandlerFn::#kind(__eventbus_call),
                     #policy,
                 )
+                .publishes(&[#(#publishes),*])
             }
         };
     }

@@ -2,17 +2,19 @@
 
 mod expand;
 
-use crate::attr::keys::{BACKOFF_MS, CRATE, NAME, ON_ERROR, PRIORITY, RETRY, TIMEOUT_MS};
+use crate::attr::keys::{
+    BACKOFF_MS, CRATE, NAME, ON_ERROR, PRIORITY, PUBLISHES, RETRY, TIMEOUT_MS,
+};
 use crate::attr::{self, Slot};
 use crate::errors::Errors;
 use proc_macro2::TokenStream;
 use quote::ToTokens;
-use syn::parse::Parser;
+use syn::parse::{Parse, Parser};
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, LitStr, Path, Type};
 
 const KEYS: &[&str] = &[
-    PRIORITY, NAME, TIMEOUT_MS, RETRY, BACKOFF_MS, ON_ERROR, CRATE,
+    PRIORITY, NAME, TIMEOUT_MS, RETRY, BACKOFF_MS, ON_ERROR, PUBLISHES, CRATE,
 ];
 
 /// A validated handler function.
@@ -24,6 +26,8 @@ pub(crate) struct HandlerDef<'a> {
     pub retry: Option<u32>,
     pub backoff_ms: Option<u64>,
     pub on_error: Option<Path>,
+    /// `publishes = [A, B]`: the events it publishes, for the topology.
+    pub publishes: Vec<Type>,
     pub params: Vec<Param<'a>>,
     /// The path of eventbus-core in generated code (`crate = path`).
     pub krate: Path,
@@ -70,6 +74,7 @@ fn parse<'a>(args: &TokenStream, func: &'a ItemFn, errors: &mut Errors) -> Optio
     let mut retry = Slot::<u32>::new(RETRY);
     let mut backoff_ms = Slot::<u64>::new(BACKOFF_MS);
     let mut on_error = Slot::<Path>::new(ON_ERROR);
+    let mut publishes = Slot::<Vec<Type>>::new(PUBLISHES);
     let mut krate = Slot::<Path>::new(CRATE);
     let parser = syn::meta::parser(|meta| {
         let span = meta.path.span();
@@ -111,6 +116,29 @@ fn parse<'a>(args: &TokenStream, func: &'a ItemFn, errors: &mut Errors) -> Optio
                 )
             })?;
             on_error.set(span, path, errors);
+        } else if meta.path.is_ident(PUBLISHES) {
+            let wrong = |span| {
+                syn::Error::new(
+                    span,
+                    "`publishes` takes a list of event types, e.g. `publishes = [OrderShipped, ParcelLost]`",
+                )
+            };
+            let value = meta.value()?;
+            if !value.peek(syn::token::Bracket) {
+                return Err(wrong(value.span()));
+            }
+            let content;
+            syn::bracketed!(content in value);
+            let types = content
+                .parse_terminated(Type::parse, syn::Token![,])
+                .map_err(|e| wrong(e.span()))?;
+            if types.is_empty() {
+                errors.error(
+                    &meta.path,
+                    "`publishes = []` declares nothing: name the events, or remove it",
+                );
+            }
+            publishes.set(span, types.into_iter().collect(), errors);
         } else {
             return Err(attr::unknown_key(&meta, "handler", KEYS));
         }
@@ -245,6 +273,7 @@ fn parse<'a>(args: &TokenStream, func: &'a ItemFn, errors: &mut Errors) -> Optio
         retry: retry.take(),
         backoff_ms: backoff_ms.take(),
         on_error: on_error.take(),
+        publishes: publishes.take().unwrap_or_default(),
         params,
         krate: krate.take().unwrap_or_else(attr::default_crate),
     })
