@@ -70,16 +70,18 @@ fn known_bus() -> (EventBus, u32) {
         .publisher::<OrderPlaced>("checkout API")
         .build()
         .unwrap();
-    let line = line!() + 3;
     let audit = SubscribeOptions::new()
         .name("audit")
         .timeout(Duration::from_millis(500));
     let receipt = SubscribeOptions::new()
         .name("receipt")
         .retry(2, Duration::from_millis(10));
-    bus.subscribe_with(audit, |_: &ShopEvent| async {})
-        .forever();
-    bus.subscribe_with(receipt, |_: &Paid| {}).forever();
+    // Subscribed on this line and the next: the topology names them.
+    let line = line!() + 1;
+    let audit = bus.subscribe_with(audit, |_: &ShopEvent| async {});
+    let receipt = bus.subscribe_with(receipt, |_: &Paid| {});
+    audit.forever();
+    receipt.forever();
     (bus, line)
 }
 
