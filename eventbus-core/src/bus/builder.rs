@@ -312,6 +312,7 @@ impl EventBusBuilder {
                     policy: registration.policy.to_policy(),
                     location: Some((registration.file, registration.line)),
                     publishes: registration.publishes.to_vec(),
+                    key: None,
                 });
             }
         }

@@ -10,7 +10,7 @@ pub use subscription::Subscription;
 
 use crate::engine::{Config, Engine, Router, ShutdownReport};
 use crate::event::{Event, EventMeta, EventType, Headers, OwnedEvent};
-use crate::handler::{Callable, Handler, HandlerEntry, SubscribeOptions};
+use crate::handler::{Callable, Context, Handler, HandlerEntry, Policy, SubscribeOptions};
 use crate::report::{EmitError, PublishReport};
 use std::fmt;
 use std::panic::Location;
@@ -280,8 +280,48 @@ impl EventBus {
             policy: options.policy,
             location: Some((location.file(), location.line())),
             publishes: options.publishes,
+            key: None,
         });
         Subscription::new(Arc::downgrade(&self.engine), id)
+    }
+}
+
+/// A sync handler that reads only its context (a name listener).
+#[cfg_attr(not(feature = "wire"), allow(dead_code))]
+pub(crate) type ContextFn = dyn for<'a> Fn(Context<'a>) -> Result<(), String> + Send + Sync;
+
+impl EventBus {
+    /// Subscribes `call` to `event` under `key`, unless a subscription with that key to that
+    /// event exists already. Lives as long as the bus, or until
+    /// [`unsubscribe_keyed`](Self::unsubscribe_keyed).
+    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
+    #[track_caller]
+    pub(crate) fn subscribe_keyed(
+        &self,
+        event: &'static EventType,
+        name: String,
+        key: &str,
+        call: Box<ContextFn>,
+    ) {
+        let location = Location::caller();
+        self.engine.router.add_unless_keyed(HandlerEntry {
+            id: 0,
+            name: name.into(),
+            priority: 0,
+            event,
+            registered: false,
+            callable: Callable::Sync(Box::new(move |_, ctx| call(ctx))),
+            policy: Policy::default(),
+            location: Some((location.file(), location.line())),
+            publishes: Vec::new(),
+            key: Some(key.into()),
+        });
+    }
+
+    /// Removes every subscription made under `key`; `false` when there was none.
+    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
+    pub(crate) fn unsubscribe_keyed(&self, key: &str) -> bool {
+        self.engine.router.remove_keyed(key)
     }
 }
 

@@ -121,6 +121,31 @@ impl Router {
         id
     }
 
+    /// Adds a handler unless one with its key is subscribed to its event already.
+    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
+    pub(crate) fn add_unless_keyed(&self, entry: HandlerEntry) {
+        let exists = self
+            .lock()
+            .iter()
+            .any(|h| h.key.is_some() && h.key == entry.key && h.event == entry.event);
+        if !exists {
+            self.add(entry);
+        }
+    }
+
+    /// Removes every handler with this key; `false` if there was none.
+    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
+    pub(crate) fn remove_keyed(&self, key: &str) -> bool {
+        let mut handlers = self.lock();
+        let before = handlers.len();
+        handlers.retain(|h| h.key.as_deref() != Some(key));
+        let removed = handlers.len() != before;
+        if removed {
+            self.plans.store(Arc::default());
+        }
+        removed
+    }
+
     /// Removes a handler; `false` if it was already gone.
     pub(crate) fn remove(&self, id: u64) -> bool {
         let mut handlers = self.lock();

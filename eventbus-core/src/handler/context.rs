@@ -167,6 +167,12 @@ impl<'a> Context<'a> {
         self.follow_ups.publish(self.meta, event, Headers::new())
     }
 
+    /// The event itself, type-erased (a name listener writes it as JSON).
+    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
+    pub(crate) fn erased_event(&self) -> &'a dyn ErasedEvent {
+        self.event
+    }
+
     /// The engine's publishing handle (sagas publish what they committed with its own ids).
     #[cfg_attr(not(feature = "wire"), allow(dead_code))]
     pub(crate) fn follow_ups(&self) -> &'a dyn FollowUps {

@@ -202,6 +202,9 @@ pub(crate) struct HandlerEntry {
     pub(crate) location: Option<(&'static str, u32)>,
     /// The events it declares it publishes (for the topology).
     pub(crate) publishes: Vec<&'static EventType>,
+    /// Subscriptions that must not be made twice (a name listener under one pattern) share
+    /// a key; `None` for the others.
+    pub(crate) key: Option<Arc<str>>,
 }
 
 /// What to do when a handler is slow or fails.

@@ -25,6 +25,7 @@
 //! ```
 
 mod cloudevent;
+mod named;
 mod registry;
 mod samples;
 mod trace_context;
@@ -32,6 +33,7 @@ mod trace_context;
 pub use cloudevent::DecodeError;
 #[cfg_attr(not(feature = "redis"), allow(unused_imports))]
 pub(crate) use cloudevent::{encode, encode_as, Envelope};
+pub use named::{Listener, NamePattern, NamedEvent, PatternError};
 #[cfg_attr(not(feature = "redis"), allow(unused_imports))]
 pub(crate) use registry::registry;
 #[doc(hidden)]
