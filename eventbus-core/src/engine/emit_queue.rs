@@ -15,7 +15,6 @@
 use super::Engine;
 use crate::event::{EventMeta, SmallEvent};
 use crate::UnfinishedEvent;
-use crossbeam_queue::SegQueue;
 use std::collections::VecDeque;
 use std::mem;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
@@ -34,13 +33,9 @@ pub(super) struct Queued {
 
 #[derive(Default)]
 pub(super) struct EmitQueue {
-    /// Where emits put events: lock-free, so that an emitter and the drain task on another
-    /// core do not fight over a lock.
-    pending: SegQueue<Queued>,
-    /// Events that run before `pending`: what a drain task dropped with its runtime left,
-    /// and what a shutdown deadline's report took out of `pending` to list it.
-    front: Mutex<VecDeque<Queued>>,
-    has_front: AtomicBool,
+    /// Where emits put events. Locked for a push or to take a whole batch at once, never
+    /// while a handler runs; its buffer is kept, so a steady stream allocates nothing.
+    pending: Mutex<VecDeque<Queued>>,
     /// A drain task is running, and will see what is queued before it ends.
     draining: AtomicBool,
     /// Covers what is queued, for `shutdown`, while no drain task does (see the module docs).
@@ -65,30 +60,21 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl EmitQueue {
     fn is_empty(&self) -> bool {
-        self.pending.is_empty() && !self.has_front.load(Ordering::Acquire)
+        lock(&self.pending).is_empty()
     }
 
     /// Puts events at the head of the queue, before everything in it.
     fn push_front(&self, mut events: VecDeque<Queued>) {
-        let mut front = lock(&self.front);
-        events.append(&mut front);
-        *front = events;
-        self.has_front.store(!front.is_empty(), Ordering::Release);
+        let mut pending = lock(&self.pending);
+        events.append(&mut pending);
+        *pending = events;
     }
 
-    /// The next batch, appended to `into`.
+    /// The next batch (at most `MAX_BATCH` events), appended to `into`.
     fn take_batch(&self, into: &mut Vec<Queued>) {
-        if self.has_front.load(Ordering::Acquire) {
-            let mut front = lock(&self.front);
-            into.extend(front.drain(..));
-            self.has_front.store(false, Ordering::Release);
-        }
-        while into.len() < MAX_BATCH {
-            match self.pending.pop() {
-                Some(item) => into.push(item),
-                None => break,
-            }
-        }
+        let mut pending = lock(&self.pending);
+        let take = pending.len().min(MAX_BATCH);
+        into.extend(pending.drain(..take));
     }
 
     /// What is queued or running, for a shutdown deadline's report.
@@ -101,13 +87,7 @@ impl EmitQueue {
             let done = batch.done.load(Ordering::Acquire);
             into.extend(batch.items[done..].iter().map(describe));
         }
-        // The queue cannot be read in place: its events move to the front, in order.
-        let mut front = lock(&self.front);
-        while let Some(item) = self.pending.pop() {
-            front.push_back(item);
-        }
-        self.has_front.store(!front.is_empty(), Ordering::Release);
-        into.extend(front.iter().map(describe));
+        into.extend(lock(&self.pending).iter().map(describe));
     }
 }
 
@@ -120,7 +100,7 @@ impl Engine {
         work: TaskTrackerToken,
         runtime: &tokio::runtime::Handle,
     ) {
-        self.queue.pending.push(item);
+        lock(&self.queue.pending).push_back(item);
         // Pairs with the fence of a drain task that is ending: either it sees this event,
         // or this emit sees that it ended.
         fence(Ordering::SeqCst);

@@ -170,7 +170,12 @@ impl EventMeta {
 
     /// The same event with `headers` set (over any it had).
     pub(crate) fn with_headers(mut self, headers: Headers) -> Self {
-        self.headers.extend(headers);
+        // A root event has none of its own yet: take them whole (most often, none at all).
+        if self.headers.is_empty() {
+            self.headers = headers;
+        } else {
+            self.headers.extend(headers);
+        }
         self
     }
 
