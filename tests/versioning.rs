@@ -708,3 +708,58 @@ fn a_panicking_upcaster_fails_the_sample_check_with_its_message() {
         "{errors}"
     );
 }
+
+#[tokio::test]
+async fn a_name_listener_gets_an_old_version_once_as_the_newest_it_matches() {
+    use eventbus_core::wire::{Listener, NamedEvent};
+    let bus = EventBus::new();
+    let seen = Log::default();
+    let line = log_to(&seen);
+    let listener: Listener = Arc::new(move |e: &NamedEvent| {
+        let sent_as = e.meta().event_version();
+        line(format!(
+            "v{} {} (sent as v{sent_as})",
+            e.version(),
+            e.data()
+        ));
+    });
+    bus.on("test.versioning.placed", &listener).unwrap();
+    let exact = Log::default();
+    let line = log_to(&exact);
+    let v1_only: Listener = Arc::new(move |e: &NamedEvent| line(format!("v{}", e.version())));
+    bus.on("test.versioning.placed@1", &v1_only).unwrap();
+    // Only the listeners: v2 takes the short way (run as its next version), v1 the long one.
+    assert_eq!(bus.publish(v2("N-2", 5)).await.handled(), 1);
+    assert_eq!(bus.publish(v1("N-1", 1)).await.handled(), 2);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            r#"v3 {"base":{"order_id":"N-2"},"cents":5,"currency":"EUR"} (sent as v2)"#,
+            r#"v3 {"base":{"order_id":"N-1"},"cents":100,"currency":"EUR"} (sent as v1)"#,
+        ]
+    );
+    assert_eq!(*exact.lock().unwrap(), ["v1"]);
+}
+
+#[tokio::test]
+async fn handlers_of_the_next_version_only_see_the_same_event_either_way() {
+    // One step to the handlers' version and no handler of the old one: the event runs as its
+    // next version alone. Its report and context still name the version published.
+    let bus = EventBus::new();
+    let seen = Log::default();
+    let line = log_to(&seen);
+    bus.subscribe(move |e: &Placed, ctx: Context| {
+        line(format!(
+            "{} {} v{} {}",
+            e.base.order_id,
+            e.cents,
+            ctx.meta().event_version(),
+            ctx.event_name()
+        ))
+    })
+    .forever();
+    let report = bus.publish(v2("D-1", 7)).await;
+    assert!(report.is_ok());
+    assert_eq!((report.handled(), report.event_type().version()), (1, 2));
+    assert_eq!(*seen.lock().unwrap(), ["D-1 7 v2 test.versioning.placed"]);
+}

@@ -128,9 +128,14 @@ impl Engine {
             if !plan.inline {
                 return None;
             }
-            Some(match &plan.upcast {
+            Some(match (&plan.upcast, &plan.direct) {
+                // An old version only handlers of its next version take: run as that.
+                (Some(chain), Some(direct)) if !event.is_upcast() => {
+                    let next = chain.upcast_once(event);
+                    self.dispatch_plan_inline(direct, &*next, meta)
+                }
                 // An old version, upcast right here: its newer versions live on this stack.
-                Some(chain) if !event.is_upcast() => {
+                (Some(chain), _) if !event.is_upcast() => {
                     self.dispatch_plan_inline(plan, &Upcast::borrowed(event, chain), meta)
                 }
                 _ => self.dispatch_plan_inline(plan, event, meta),

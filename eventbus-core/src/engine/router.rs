@@ -44,6 +44,10 @@ pub(crate) struct Plan {
     /// The type is an old version: the plan's levels span its newer versions, so the event
     /// runs upcast through this chain.
     pub(crate) upcast: Option<Arc<Chain>>,
+    /// For an old version one step from the current one, when no handler here takes a type
+    /// only the old version has: the current version's own plan. Such an event can run as its
+    /// next version alone, which costs the upcaster and one plain dispatch.
+    pub(crate) direct: Option<Arc<Plan>>,
 }
 
 type Plans = FxHashMap<TypeId, Arc<Plan>>;
@@ -214,11 +218,17 @@ fn resolve(
             )
             .expect("the larger of two valid layouts is valid")
         });
+    let direct = chain.filter(|chain| chain.is_one_step()).and_then(|chain| {
+        let only_current = steps.iter().all(|step| chain.is_newest_at(step.level));
+        let next = chain.next_version();
+        only_current.then(|| Arc::new(resolve(handlers, next, upcasts)))
+    });
     Plan {
         steps: steps.into(),
         inline,
         async_layout,
         upcast: chain.cloned(),
+        direct,
     }
 }
 

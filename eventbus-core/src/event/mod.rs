@@ -103,6 +103,11 @@ pub(crate) trait ErasedEvent: Send + Sync {
     fn is_upcast(&self) -> bool {
         false
     }
+    /// The most derived type, and its level, of the version of this event that is an
+    /// `ancestor` (the event's own type for a plain event).
+    fn own_type_of(&self, ancestor: TypeId) -> Option<(&'static EventType, usize)> {
+        self.level_of(ancestor).map(|_| (self.event_type(), 0))
+    }
 }
 
 /// An event the engine can own: a typed one, or one already boxed (a follow-up that came
@@ -154,6 +159,9 @@ impl ErasedEvent for Box<dyn ErasedEvent> {
     }
     fn is_upcast(&self) -> bool {
         (**self).is_upcast()
+    }
+    fn own_type_of(&self, ancestor: TypeId) -> Option<(&'static EventType, usize)> {
+        (**self).own_type_of(ancestor)
     }
 }
 

@@ -251,6 +251,35 @@ impl Chain {
     }
 }
 
+impl Chain {
+    /// Whether the chain is a single upcaster.
+    pub(crate) fn is_one_step(&self) -> bool {
+        self.upcasters.len() == 1
+    }
+
+    /// Whether `level` is a part of the newest version (not a type only older ones have).
+    pub(crate) fn is_newest_at(&self, level: usize) -> bool {
+        self.levels[level].version == self.upcasters.len()
+    }
+
+    /// The version the chain ends at.
+    pub(crate) fn newest(&self) -> &'static EventType {
+        self.upcasters[self.upcasters.len() - 1].to
+    }
+
+    /// The version the first upcaster makes.
+    pub(crate) fn next_version(&self) -> &'static EventType {
+        self.upcasters[0].to
+    }
+
+    /// The next version of `original`, made by the first upcaster (inline when small).
+    pub(crate) fn upcast_once(&self, original: &dyn ErasedEvent) -> SmallEvent {
+        let part = original.part(0).expect("level 0 is the event itself");
+        let Upcasted(next) = self.upcasters[0].convert.call(part);
+        next
+    }
+}
+
 /// The chains of one bus, by the type they start from.
 #[derive(Debug, Default)]
 pub(crate) struct Upcasts {
@@ -491,6 +520,15 @@ impl ErasedEvent for Upcast<'_> {
     }
     fn is_upcast(&self) -> bool {
         true
+    }
+    fn own_type_of(&self, ancestor: TypeId) -> Option<(&'static EventType, usize)> {
+        let levels = &self.chain().levels;
+        let version = levels[self.level_of(ancestor)?].version;
+        levels
+            .iter()
+            .enumerate()
+            .find(|(_, l)| l.version == version && l.level == 0)
+            .map(|(level, l)| (l.ty, level))
     }
 }
 

@@ -183,7 +183,9 @@ impl fmt::Display for NamePattern {
 impl EventBus {
     /// Calls `listener` with every event whose name matches `pattern` (see [`NamePattern`]),
     /// as JSON with its metadata: published here, emitted, or received from the wire. An event
-    /// matches when its type or one of its ancestors does, and reaches the listener once.
+    /// matches when its type or one of its ancestors does, and reaches the listener once; an
+    /// old version that upcasts to a matching newer one reaches it as that newer version
+    /// (listen to `name@1` for version 1 as it was).
     /// Listeners run as sync handlers: in dispatch order at priority 0, isolated like any
     /// handler (a panic is recorded in the report). Subscribing the same listener (the same
     /// `Arc`) under the same pattern again changes nothing.
@@ -230,7 +232,16 @@ impl EventBus {
                 }
             }
         }
-        if targets.is_empty() {
+        let matched = !targets.is_empty();
+        // An old version that upcasts to a matching newer one reaches the listener as that
+        // one: subscribing it too would deliver it twice.
+        let upcasts = &self.engine().router.upcasts;
+        targets.retain(|ty| {
+            upcasts
+                .chain(ty)
+                .is_none_or(|chain| !pattern.matches(chain.newest()))
+        });
+        if !matched {
             return Err(PatternError::NoMatch {
                 pattern: pattern.to_string(),
             });
@@ -268,8 +279,13 @@ fn deliver(
 ) -> Result<(), String> {
     let meta = ctx.meta();
     let event = ctx.erased_event();
-    let (ty, part) = match registry().by_type(meta.event_type.type_id()) {
-        Some(_) => (meta.event_type, event.part(0)),
+    // The event's own type: of the version the listener's type is part of, when an old
+    // version travels with newer ones.
+    let (own, level) = event
+        .own_type_of(target.type_id())
+        .expect("the event holds the part it was dispatched for");
+    let (ty, part) = match registry().by_type(own.type_id()) {
+        Some(_) => (own, event.part(level)),
         None => (
             target,
             event.level_of(target.type_id()).and_then(|l| event.part(l)),
