@@ -105,6 +105,7 @@ pub(crate) trait ErasedEvent: Send + Sync {
     }
     /// The most derived type, and its level, of the version of this event that is an
     /// `ancestor` (the event's own type for a plain event).
+    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
     fn own_type_of(&self, ancestor: TypeId) -> Option<(&'static EventType, usize)> {
         self.level_of(ancestor).map(|_| (self.event_type(), 0))
     }

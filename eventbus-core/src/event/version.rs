@@ -263,6 +263,7 @@ impl Chain {
     }
 
     /// The version the chain ends at.
+    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
     pub(crate) fn newest(&self) -> &'static EventType {
         self.upcasters[self.upcasters.len() - 1].to
     }
