@@ -4,13 +4,12 @@
 #[path = "support/redis.rs"]
 mod support;
 
-use eventbus_core::redis::RedisBridge;
 use eventbus_core::wire::{Listener, NamePattern, NamedEvent, PatternError};
 use eventbus_core::{Event, EventBus};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{unique, wait_until, SHARED_URL};
+use support::{durable_service, unique, wait_until};
 
 #[derive(Event, Clone, Debug, Serialize, Deserialize)]
 #[event(name = "orders.event", distributed)]
@@ -187,26 +186,10 @@ fn a_pattern_no_distributed_type_matches_is_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_from_the_wire_reach_name_listeners() {
     let stream = unique("named");
-    let start = |service: &'static str| {
-        let stream = stream.clone();
-        async move {
-            let bridge = RedisBridge::builder(SHARED_URL, service)
-                .durable::<OrderEvent>(&stream)
-                .block(Duration::from_millis(100))
-                .build()
-                .unwrap();
-            let bus = EventBus::builder()
-                .middleware(bridge.outbound())
-                .build()
-                .unwrap();
-            bridge.start(&bus).await.unwrap();
-            (bus, bridge)
-        }
-    };
-    let (auditor, auditor_bridge) = start("auditor").await;
+    let (auditor, auditor_bridge) = durable_service::<OrderEvent>("auditor", &stream).await;
     let (listener, log) = recorder();
     auditor.on("orders.**", &listener).unwrap();
-    let (orders, orders_bridge) = start("orders").await;
+    let (orders, orders_bridge) = durable_service::<OrderEvent>("orders", &stream).await;
     assert!(orders.publish(placed("W-1")).await.is_ok());
     wait_until("the auditor hears it", Duration::from_secs(20), || async {
         !log.lock().unwrap().is_empty()

@@ -12,7 +12,7 @@ use eventbus_core::{upcast, wire, BuildProblem, Context, Event, EventBus, Publis
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{connect, unique, wait_until, SHARED_URL};
+use support::{connect, durable_service, unique, wait_until, SHARED_URL};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -410,23 +410,7 @@ mod build_errors {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_redis_v1_from_an_old_producer_reaches_v3_handlers_and_a_newer_version_is_dead() {
     let stream = unique("versioning");
-    let start = |service: &'static str| {
-        let stream = stream.clone();
-        async move {
-            let bridge = RedisBridge::builder(SHARED_URL, service)
-                .durable::<OrderEvent>(&stream)
-                .block(Duration::from_millis(100))
-                .build()
-                .unwrap();
-            let bus = EventBus::builder()
-                .middleware(bridge.outbound())
-                .build()
-                .unwrap();
-            bridge.start(&bus).await.unwrap();
-            (bus, bridge)
-        }
-    };
-    let (consumer, consumer_bridge) = start("consumer").await;
+    let (consumer, consumer_bridge) = durable_service::<OrderEvent>("consumer", &stream).await;
     let log = Log::default();
     let line = log_to(&log);
     consumer
@@ -440,7 +424,7 @@ async fn over_redis_v1_from_an_old_producer_reaches_v3_handlers_and_a_newer_vers
             ))
         })
         .forever();
-    let (producer, producer_bridge) = start("producer").await;
+    let (producer, producer_bridge) = durable_service::<OrderEvent>("producer", &stream).await;
     assert!(producer.publish(v1("R-1", 2)).await.is_ok());
     assert!(producer.publish(v2("R-2", 300)).await.is_ok());
     // A producer upgraded before this consumer: v4 is unknown here.
@@ -489,15 +473,7 @@ async fn over_redis_v1_from_an_old_producer_reaches_v3_handlers_and_a_newer_vers
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_producer_on_the_new_version_can_keep_sending_the_old_one() {
     let stream = unique("versioning-send-as");
-    let consumer_bridge = RedisBridge::builder(SHARED_URL, "consumer")
-        .durable::<OrderEvent>(&stream)
-        .block(Duration::from_millis(100))
-        .build()
-        .unwrap();
-    let consumer = EventBus::builder()
-        .middleware(consumer_bridge.outbound())
-        .build()
-        .unwrap();
+    let (consumer, consumer_bridge) = durable_service::<OrderEvent>("consumer", &stream).await;
     let log = Log::default();
     let line = log_to(&log);
     consumer
@@ -510,7 +486,6 @@ async fn a_producer_on_the_new_version_can_keep_sending_the_old_one() {
             ))
         })
         .forever();
-    consumer_bridge.start(&consumer).await.unwrap();
 
     let producer_bridge = RedisBridge::builder(SHARED_URL, "producer")
         .durable::<OrderEvent>(&stream)

@@ -40,6 +40,25 @@ where
     }
 }
 
+/// A started bus of `service` whose bridge carries every `E` over the durable `stream` both
+/// ways, polling every 100 ms.
+pub async fn durable_service<E: eventbus_core::Event>(
+    service: &str,
+    stream: &str,
+) -> (eventbus_core::EventBus, eventbus_core::redis::RedisBridge) {
+    let bridge = eventbus_core::redis::RedisBridge::builder(SHARED_URL, service)
+        .durable::<E>(stream)
+        .block(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let bus = eventbus_core::EventBus::builder()
+        .middleware(bridge.outbound())
+        .build()
+        .unwrap();
+    bridge.start(&bus).await.unwrap();
+    (bus, bridge)
+}
+
 /// The CloudEvent (field `ce`) of the first entry of `stream`, once it holds one.
 pub async fn first_cloudevent(stream: &str, limit: Duration) -> String {
     use redis::AsyncCommands;
