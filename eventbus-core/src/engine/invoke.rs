@@ -219,14 +219,31 @@ impl Engine {
             DispatchMode::Sequential => {
                 // One buffer for the async handlers' futures, built there one after another.
                 let mut slot = FutureSlot::new();
+                let traced = tracing::level_enabled!(tracing::Level::DEBUG);
                 for step in plan.steps.iter() {
-                    let failure = match self.call_inline(step, event, meta) {
-                        Some(failure) => failure,
-                        None => {
-                            let slot = Some((&mut slot, plan.async_layout));
-                            self.call_async(step, event, meta, slot).await
-                        }
-                    };
+                    let failure =
+                        match (&step.handler.callable, self.call_inline(step, event, meta)) {
+                            (_, Some(failure)) => failure,
+                            // The common case, without a nested future: a plain async handler
+                            // (no time limit, no retries), its future built in the slot.
+                            (Callable::Async(in_place), None) if !traced && self.is_plain(step) => {
+                                let (part, ctx) = self.prepare(step, event, meta);
+                                let outcome = call_in_place(
+                                    &**in_place,
+                                    &mut slot,
+                                    plan.async_layout,
+                                    part,
+                                    ctx,
+                                )
+                                .await;
+                                let none = tracing::Span::none();
+                                settle(&step.handler, &none, ctx, to_failure(outcome), 1)
+                            }
+                            (_, None) => {
+                                let slot = Some((&mut slot, plan.async_layout));
+                                self.call_async(step, event, meta, slot).await
+                            }
+                        };
                     report.record(failure);
                 }
             }
@@ -286,6 +303,13 @@ impl Engine {
             span.in_scope(|| handler.callable.call_sync(part, ctx))?
         };
         Some(settle(handler, &span, ctx, outcome, 1))
+    }
+
+    /// Whether a step's handler runs without a timer or retries.
+    #[inline]
+    fn is_plain(&self, step: &Step) -> bool {
+        let policy = &step.handler.policy;
+        policy.retries == 0 && policy.timeout.or(self.config.default_timeout).is_none()
     }
 
     /// Async handlers, and handlers with a timeout or retries. Only the policy path is boxed:

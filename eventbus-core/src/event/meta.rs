@@ -40,23 +40,25 @@ pub struct EventMeta {
     pub(crate) event_type: &'static EventType,
     /// Read from the clock when first needed (see [`EventMeta::time`]).
     time: OnceLock<SystemTime>,
-    /// `None` for the first event of a chain: its correlation id is its own id.
-    correlation_id: Option<EventId>,
-    causation_id: Option<EventId>,
     pub(crate) depth: u32,
     pub(crate) headers: Headers,
-    /// The service that sent it, for an event received from another process.
-    pub(crate) origin: Option<Arc<str>>,
-    /// The events that caused this one, nearest last; only follow-ups allocate it.
-    trail: Option<Arc<Trail>>,
+    /// Where the event comes from; `None` (one word, nothing allocated) for the first event of
+    /// a chain published here, whose correlation id is its own id. Kept out of line, so that
+    /// the metadata moved around on every publish stays small.
+    ancestry: Option<Arc<Ancestry>>,
     /// Whether this event is handled inside emitted work, which `shutdown` waits for: its
     /// handlers' follow-ups are accepted while shutdown drains.
     pub(crate) awaited_by_shutdown: bool,
 }
 
-struct Trail {
-    name: &'static str,
-    parent: Option<Arc<Trail>>,
+/// A follow-up's or a received event's ancestry.
+struct Ancestry {
+    correlation_id: EventId,
+    causation_id: Option<EventId>,
+    /// The service that sent it, for an event received from another process.
+    origin: Option<Arc<str>>,
+    /// For a follow-up: the event that caused it, whose own ancestry comes next.
+    cause: Option<(&'static str, Option<Arc<Ancestry>>)>,
 }
 
 /// How an event knows its id. A local event's UUIDv7 holds its time, and reading the clock
@@ -92,12 +94,9 @@ impl Clone for EventMeta {
             id: self.id,
             event_type: self.event_type,
             time: self.time.clone(),
-            correlation_id: self.correlation_id,
-            causation_id: self.causation_id,
             depth: self.depth,
             headers: self.headers.clone(),
-            origin: self.origin.clone(),
-            trail: self.trail.clone(),
+            ancestry: self.ancestry.clone(),
             awaited_by_shutdown: self.awaited_by_shutdown,
         }
     }
@@ -112,12 +111,9 @@ impl EventMeta {
             },
             event_type,
             time: OnceLock::new(),
-            correlation_id: None,
-            causation_id: None,
             depth: 0,
             headers: Headers::new(),
-            origin: None,
-            trail: None,
+            ancestry: None,
             awaited_by_shutdown: false,
         }
     }
@@ -137,12 +133,14 @@ impl EventMeta {
             id: Identity::Given(id),
             event_type,
             time: OnceLock::from(time),
-            correlation_id: Some(correlation_id),
-            causation_id,
             depth: 0,
             headers,
-            origin: Some(origin.into()),
-            trail: None,
+            ancestry: Some(Arc::new(Ancestry {
+                correlation_id,
+                causation_id,
+                origin: Some(origin.into()),
+                cause: None,
+            })),
             awaited_by_shutdown: false,
         }
     }
@@ -155,14 +153,13 @@ impl EventMeta {
             },
             event_type,
             time: OnceLock::new(),
-            correlation_id: Some(parent.correlation_id()),
-            causation_id: Some(parent.event_id()),
             depth: parent.depth + 1,
             headers: parent.headers.clone(),
-            origin: None,
-            trail: Some(Arc::new(Trail {
-                name: parent.event_type.name(),
-                parent: parent.trail.clone(),
+            ancestry: Some(Arc::new(Ancestry {
+                correlation_id: parent.correlation_id(),
+                causation_id: Some(parent.event_id()),
+                origin: None,
+                cause: Some((parent.event_type.name(), parent.ancestry.clone())),
             })),
             awaited_by_shutdown: parent.awaited_by_shutdown,
         }
@@ -244,12 +241,15 @@ impl EventMeta {
 
     /// The id shared by every event of one causal chain (the first event's id).
     pub fn correlation_id(&self) -> EventId {
-        self.correlation_id.unwrap_or_else(|| self.event_id())
+        match &self.ancestry {
+            Some(ancestry) => ancestry.correlation_id,
+            None => self.event_id(),
+        }
     }
 
     /// The id of the event whose handler published this one, if any.
     pub fn causation_id(&self) -> Option<EventId> {
-        self.causation_id
+        self.ancestry.as_ref().and_then(|a| a.causation_id)
     }
 
     /// `0` for an event published from outside any handler, parent's depth + 1 for follow-ups.
@@ -270,7 +270,23 @@ impl EventMeta {
     /// For an event received from another process (through a bridge), the service that sent
     /// it (the CloudEvents `source`); `None` for local events.
     pub fn origin(&self) -> Option<&str> {
-        self.origin.as_deref()
+        self.ancestry.as_ref().and_then(|a| a.origin.as_deref())
+    }
+
+    /// Forgets the sending service: the event is published here again (a saga relays what
+    /// another process committed).
+    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
+    pub(crate) fn clear_origin(&mut self) {
+        if let Some(ancestry) = &mut self.ancestry {
+            if ancestry.origin.is_some() {
+                *ancestry = Arc::new(Ancestry {
+                    correlation_id: ancestry.correlation_id,
+                    causation_id: ancestry.causation_id,
+                    origin: None,
+                    cause: ancestry.cause.clone(),
+                });
+            }
+        }
     }
 
     /// Whether the published event is a `T` (its concrete type or an ancestor).
@@ -280,10 +296,12 @@ impl EventMeta {
 
     /// Event names from the first event of the causal chain to this one.
     pub fn chain(&self) -> Vec<&'static str> {
-        let mut names: Vec<_> =
-            std::iter::successors(self.trail.as_deref(), |t| t.parent.as_deref())
-                .map(|t| t.name)
-                .collect();
+        let causes = std::iter::successors(self.ancestry.as_deref(), |a| {
+            a.cause.as_ref().and_then(|(_, parent)| parent.as_deref())
+        });
+        let mut names: Vec<_> = causes
+            .filter_map(|a| a.cause.as_ref().map(|(name, _)| *name))
+            .collect();
         names.reverse();
         names.push(self.event_type.name());
         names
@@ -296,7 +314,7 @@ impl fmt::Debug for EventMeta {
             .field("event_name", &self.event_name())
             .field("event_id", &self.event_id())
             .field("correlation_id", &self.correlation_id())
-            .field("causation_id", &self.causation_id)
+            .field("causation_id", &self.causation_id())
             .field("depth", &self.depth)
             .field("headers", &self.headers)
             .finish()

@@ -503,7 +503,7 @@ async fn relay(shared: Arc<Shared>, bus: Arc<dyn FollowUps>, every: Duration) {
                 }
             };
             // Our own event, not one received: the bridge may send it on.
-            meta.origin = None;
+            meta.clear_origin();
             let report = bus.publish_as(meta, event.0).await;
             if report.refusal() == Some(&crate::Refusal::ShutDown) {
                 // The bus is gone: what is left of the claim falls due again when the lease
