@@ -16,11 +16,17 @@ pub struct PublishReport {
     event_type: &'static EventType,
     event_id: ReportId,
     handled: usize,
-    failures: Vec<HandlerFailure>,
-    /// Boxed: refusals are rare, and a small report moves cheaply on the hot path.
-    refusal: Option<Box<Refusal>>,
+    /// Failures and refusals, out of line: rare, and a report without them is small to move
+    /// and free to drop on the hot path.
+    problems: Option<Box<Problems>>,
     /// The middleware run that produced it (see `middleware::Next`); 0 outside middleware.
     pub(crate) run: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Problems {
+    failures: Vec<HandlerFailure>,
+    refusal: Option<Refusal>,
 }
 
 /// The reported event's id: known, or still to be built (nobody asked for it during the
@@ -64,8 +70,7 @@ impl PublishReport {
             event_type,
             event_id,
             handled: 0,
-            failures: Vec::new(),
-            refusal: None,
+            problems: None,
             run: 0,
         }
     }
@@ -73,7 +78,10 @@ impl PublishReport {
     /// A report of an event refused before any handler ran.
     pub(crate) fn refused(meta: &EventMeta, refusal: Refusal) -> Self {
         PublishReport {
-            refusal: Some(Box::new(refusal)),
+            problems: Some(Box::new(Problems {
+                failures: Vec::new(),
+                refusal: Some(refusal),
+            })),
             ..Self::new(meta)
         }
     }
@@ -85,7 +93,10 @@ impl PublishReport {
         refusal: Refusal,
     ) -> Self {
         PublishReport {
-            refusal: Some(Box::new(refusal)),
+            problems: Some(Box::new(Problems {
+                failures: Vec::new(),
+                refusal: Some(refusal),
+            })),
             ..Self::with_id(event_type, ReportId::Known(event_id))
         }
     }
@@ -109,23 +120,23 @@ impl PublishReport {
     pub(crate) fn record(&mut self, failure: Option<HandlerFailure>) {
         self.handled += 1;
         if let Some(failure) = failure {
-            self.failures.push(failure);
+            self.record_middleware_failure(failure);
         }
     }
 
     /// Records a middleware that failed (it is not a handler, so `handled` does not change).
     pub(crate) fn record_middleware_failure(&mut self, failure: HandlerFailure) {
-        self.failures.push(failure);
+        self.problems.get_or_insert_default().failures.push(failure);
     }
 
     /// `true` when the event was dispatched (not refused or filtered) and nothing failed.
     pub fn is_ok(&self) -> bool {
-        self.failures.is_empty() && self.refusal.is_none()
+        self.failures().is_empty() && self.refusal().is_none()
     }
 
     /// `Some` when a middleware filtered the event out: its name and reason.
     pub fn filtered(&self) -> Option<(&str, &str)> {
-        match self.refusal.as_deref() {
+        match self.refusal() {
             Some(Refusal::Filtered { middleware, reason }) => Some((middleware, reason)),
             _ => None,
         }
@@ -134,7 +145,7 @@ impl PublishReport {
     /// `true` when the event was dispatched (not refused or filtered) but no handler took it:
     /// a dead event.
     pub fn is_unhandled(&self) -> bool {
-        self.handled == 0 && self.refusal.is_none() && self.failures.is_empty()
+        self.handled == 0 && self.problems.is_none()
     }
 
     /// How many handlers ran (successfully or not). `0` means the event reached no handler.
@@ -144,18 +155,18 @@ impl PublishReport {
 
     /// How many handlers ran and succeeded.
     pub fn succeeded(&self) -> usize {
-        let failed_handlers = self.failures.iter().filter(|f| !f.middleware).count();
+        let failed_handlers = self.failures().iter().filter(|f| !f.middleware).count();
         self.handled - failed_handlers
     }
 
     /// The handlers that returned `Err` or panicked, in the order they ran.
     pub fn failures(&self) -> &[HandlerFailure] {
-        &self.failures
+        self.problems.as_deref().map_or(&[], |p| &p.failures)
     }
 
     /// Why the event was not dispatched at all, if it was not.
     pub fn refusal(&self) -> Option<&Refusal> {
-        self.refusal.as_deref()
+        self.problems.as_deref().and_then(|p| p.refusal.as_ref())
     }
 
     /// The published event's type.
@@ -334,17 +345,17 @@ impl PublishError {
 impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let report = &self.0;
-        if let Some(refusal) = report.refusal.as_deref() {
+        if let Some(refusal) = report.refusal() {
             return write!(f, "{} was refused: {refusal}", report.event_type.name());
         }
         write!(
             f,
             "{} of {} handlers of {} failed",
-            report.failures.len(),
+            report.failures().len(),
             report.handled,
             report.event_type.name()
         )?;
-        for failure in &report.failures {
+        for failure in report.failures() {
             let what = if failure.middleware {
                 "middleware "
             } else {
