@@ -506,12 +506,8 @@ impl Next {
         let middleware = &layer.middleware;
         let event_type = envelope.meta.event_type;
         // The id is built only if this layer fails to hand back the event's report.
-        let (run, event_id, name) = (
-            envelope.run,
-            envelope.meta.id_later(),
-            Arc::clone(&layer.name),
-        );
-        envelope.current = Some(Arc::clone(&name));
+        let (run, event_id, name) = (envelope.run, envelope.meta.id_later(), &layer.name);
+        envelope.current = Some(Arc::clone(name));
         let next = Next {
             engine: Arc::clone(&self.engine),
             index: index + 1,
