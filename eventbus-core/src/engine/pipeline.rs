@@ -532,7 +532,7 @@ impl Next {
             }
             Err(panic) => {
                 let mut report = PublishReport::for_id(event_type, event_id.get());
-                record_panic(&mut report, &name, event_type, &*panic);
+                record_panic(&mut report, name, event_type, &*panic);
                 report
             }
         }
