@@ -308,8 +308,17 @@ impl Engine {
     /// Whether a step's handler runs without a timer or retries.
     #[inline]
     fn is_plain(&self, step: &Step) -> bool {
-        let policy = &step.handler.policy;
-        policy.retries == 0 && policy.timeout.or(self.config.default_timeout).is_none()
+        step.handler.policy.retries == 0 && self.timeout_of(&step.handler).is_none()
+    }
+
+    /// The time limit of a handler: its own, else the bus default; none for a sync handler,
+    /// which cannot be interrupted.
+    fn timeout_of(&self, handler: &HandlerEntry) -> Option<Duration> {
+        handler
+            .policy
+            .timeout
+            .or(self.config.default_timeout)
+            .filter(|_| handler.callable.is_async())
     }
 
     /// Async handlers, and handlers with a timeout or retries. Only the policy path is boxed:
@@ -324,12 +333,7 @@ impl Engine {
         slot: Option<(&mut FutureSlot, Layout)>,
     ) -> Option<HandlerFailure> {
         let handler = &step.handler;
-        // A sync handler cannot be interrupted, so only async ones get a timer.
-        let timeout = handler
-            .policy
-            .timeout
-            .or(self.config.default_timeout)
-            .filter(|_| handler.callable.is_async());
+        let timeout = self.timeout_of(handler);
         if timeout.is_some() || handler.policy.retries > 0 {
             return Box::pin(self.call_with_policy(step, event, meta, timeout)).await;
         }
