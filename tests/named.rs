@@ -202,3 +202,19 @@ async fn events_from_the_wire_reach_name_listeners() {
     assert!(auditor_bridge.shutdown().await.is_complete());
     assert!(orders_bridge.shutdown().await.is_complete());
 }
+
+#[tokio::test]
+async fn a_pattern_over_unrelated_types_subscribes_to_each() {
+    let bus = EventBus::new();
+    let (listener, log) = recorder();
+    bus.on("**", &listener).unwrap();
+    assert_eq!(bus.publish(placed("E-1")).await.handled(), 1);
+    assert_eq!(bus.publish(Invoiced { cents: 9 }).await.handled(), 1);
+    let names: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["orders.placed", "billing.invoiced"]);
+}

@@ -229,6 +229,49 @@ fn the_check_finds_events_nobody_handles_and_handlers_nobody_feeds() {
 }
 
 #[test]
+fn every_gap_is_reported_not_only_the_first() {
+    #[derive(Event)]
+    #[event(name = "shop.refunded")]
+    struct Refunded;
+    #[derive(Event)]
+    #[event(name = "shop.returned")]
+    struct Returned;
+    #[derive(Event)]
+    #[event(name = "shop.disputed")]
+    struct Disputed;
+    let bus = EventBus::builder()
+        .publisher::<Refunded>("support desk")
+        .publisher::<Returned>("warehouse")
+        .publisher::<Disputed>("bank")
+        .build()
+        .unwrap();
+    // The third publisher's event has a handler; the first two have none.
+    bus.subscribe(|_: &Disputed| {}).forever();
+    let errors = bus.topology().check().unwrap_err();
+    let unhandled: Vec<(String, Vec<String>)> = errors
+        .0
+        .iter()
+        .map(|e| match e {
+            TopologyError::Unhandled {
+                event,
+                published_by,
+            } => (event.clone(), published_by.clone()),
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert_eq!(
+        unhandled,
+        [
+            (
+                "shop.refunded v1".to_owned(),
+                vec!["support desk".to_owned()]
+            ),
+            ("shop.returned v1".to_owned(), vec!["warehouse".to_owned()]),
+        ]
+    );
+}
+
+#[test]
 fn an_old_version_published_counts_as_feeding_handlers_of_the_new_one() {
     let bus = EventBus::builder()
         .upcaster(|old: &PaidV1| Paid {

@@ -3,7 +3,7 @@
 use super::EventBus;
 use crate::engine::pipeline::{Layer, Middleware};
 use crate::engine::{Config, DispatchMode, Router};
-use crate::event::version::{Upcaster, Upcasts, VersionProblem};
+use crate::event::version::{versions_of, Upcaster, Upcasts, VersionProblem};
 use crate::event::{Event, EventType};
 use crate::handler::{
     all_events, all_handlers, Callable, Context, HandlerEntry, Selection, StateKeys,
@@ -217,7 +217,8 @@ impl EventBusBuilder {
     }
 
     /// Builds the bus, or reports every problem found: a `State<T>` a handler needs but was not
-    /// given, a state given twice, two event types claiming one (name, version).
+    /// given, a state given twice, two event types claiming one (name, version), upcasters
+    /// that do not fit together (see [`upcast`](crate::upcast)).
     pub fn build(self) -> Result<EventBus, BuildError> {
         let mut problems = Vec::new();
         for name in &self.duplicate_states {
@@ -250,14 +251,7 @@ impl EventBusBuilder {
         let mut upcasters = Upcaster::registered();
         upcasters.extend(self.upcasters);
         // The versions of an upcast event's name, wherever they are declared.
-        let versioned: Vec<&'static EventType> = {
-            let names: rustc_hash::FxHashSet<&str> =
-                upcasters.iter().map(|u| u.from.name()).collect();
-            let endpoints = upcasters.iter().flat_map(|u| [u.from, u.to]);
-            endpoints
-                .chain(all_events().filter(|t| names.contains(t.name())))
-                .collect()
-        };
+        let versioned = versions_of(&upcasters, all_events());
         let upcasts = match Upcasts::resolve(upcasters, all_events()) {
             Ok(upcasts) => upcasts,
             Err(found) => {

@@ -281,6 +281,24 @@ impl Chain {
     }
 }
 
+/// Every version of the events that have upcasters: their endpoints, and the `known` types
+/// that share a name with one (names without upcasters are unrelated types, as they always
+/// were). Each type once.
+pub(crate) fn versions_of(
+    upcasters: &[Upcaster],
+    known: impl Iterator<Item = &'static EventType>,
+) -> Vec<&'static EventType> {
+    let names: FxHashSet<&str> = upcasters.iter().map(|u| u.from.name()).collect();
+    let endpoints = upcasters.iter().flat_map(|u| [u.from, u.to]);
+    let mut seen = FxHashSet::default();
+    endpoints
+        .chain(known)
+        // (`EventType::type_id` by name: on `&&EventType`, `.type_id()` is `Any`'s, of the
+        // reference type.)
+        .filter(|ty| names.contains(ty.name()) && seen.insert(EventType::type_id(ty)))
+        .collect()
+}
+
 /// The chains of one bus, by the type they start from.
 #[derive(Debug, Default)]
 pub(crate) struct Upcasts {
@@ -357,13 +375,8 @@ impl Upcasts {
         // Every known version of an upcast event's name, below the newest, must lead to the
         // newest. (Names without upcasters are unrelated types, as they always were.)
         let mut by_name: FxHashMap<&str, Vec<&'static EventType>> = FxHashMap::default();
-        let mut seen = FxHashSet::default();
-        let upcast_names: FxHashSet<&str> = upcasters.iter().map(|u| u.from.name()).collect();
-        let endpoints = upcasters.iter().flat_map(|u| [u.from, u.to]);
-        for ty in endpoints.chain(known) {
-            if upcast_names.contains(ty.name()) && seen.insert(ty.type_id()) {
-                by_name.entry(ty.name()).or_default().push(ty);
-            }
+        for ty in versions_of(&upcasters, known) {
+            by_name.entry(ty.name()).or_default().push(ty);
         }
         let mut names: Vec<_> = by_name.into_iter().collect();
         names.sort_by_key(|(name, _)| *name);

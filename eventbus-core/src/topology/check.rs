@@ -111,7 +111,7 @@ impl Topology {
 
         // Published but unhandled.
         let mut seen = Vec::new();
-        for (ty, _, derived_too) in &published {
+        for &(ty, _, derived_too) in &published {
             if seen.contains(&ty.type_id()) {
                 continue;
             }
@@ -122,7 +122,7 @@ impl Topology {
                         r.direction == super::Direction::Out
                             && ty.level_of(r.ty.type_id()).is_some()
                     })
-            }) || (*derived_too
+            }) || (derived_too
                 && self
                     .handlers
                     .iter()
@@ -130,7 +130,7 @@ impl Topology {
             if !handled {
                 let mut by: Vec<String> = published
                     .iter()
-                    .filter(|(t, _, _)| t.type_id() == ty.type_id())
+                    .filter(|&&(t, _, _)| t.type_id() == ty.type_id())
                     .map(|(_, by, _)| by.clone())
                     .collect();
                 by.sort();
@@ -144,10 +144,9 @@ impl Topology {
 
         // Handled but never published.
         for handler in &self.handlers {
-            let reached = published.iter().any(|(ty, _, derived_too)| {
-                self.views(ty)
-                    .any(|view| std::ptr::eq(view, handler.ty) || *view == *handler.ty)
-                    || (*derived_too && handler.ty.level_of(ty.type_id()).is_some())
+            let reached = published.iter().any(|&(ty, _, derived_too)| {
+                self.views(ty).any(|view| *view == *handler.ty)
+                    || (derived_too && handler.ty.level_of(ty.type_id()).is_some())
             });
             if !reached {
                 errors.push(TopologyError::NeverPublished {

@@ -227,7 +227,10 @@ impl EventBus {
         let mut targets: Vec<&'static EventType> = Vec::new();
         for ty in &distributed {
             if let Some(top) = ty.lineage().filter(|t| pattern.matches(t)).last() {
-                if !targets.iter().any(|t| t.type_id() == top.type_id()) {
+                if !targets
+                    .iter()
+                    .any(|t| EventType::type_id(t) == top.type_id())
+                {
                     targets.push(top);
                 }
             }
