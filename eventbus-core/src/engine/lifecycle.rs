@@ -168,8 +168,11 @@ impl Engine {
     ) {
         meta.awaited_by_shutdown = true;
         // The handlers run later, elsewhere: inside the emitter's span, so a trace follows
-        // the event (`Span::current` is a no-op without a subscriber).
-        let span = tracing::Span::current();
+        // the event. Without any subscriber there is no span to look up.
+        let span = match tracing::dispatcher::has_been_set() {
+            true => tracing::Span::current(),
+            false => tracing::Span::none(),
+        };
         if self.runs_inline(meta.event_type) {
             let event = event.small();
             self.enqueue(Queued { event, meta, span }, work, runtime);
