@@ -14,8 +14,10 @@ use eventbus_core::{upcast, Context, Event, EventBus};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-const REDIS_URL: &str = "redis://127.0.0.1:6379/";
-const PRICES: &str = "demo:catalog:prices";
+#[path = "demo.rs"]
+mod demo;
+
+use demo::{PRICES, REDIS_URL};
 
 /// Version 1, kept while anyone may still send it.
 #[derive(Event, Clone, Debug, Serialize, Deserialize)]
@@ -47,13 +49,8 @@ fn price_v1_to_v2(old: &PriceChangedV1) -> PriceChanged {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let (mode, n) = (
-        args.next().unwrap_or_default(),
-        args.next().unwrap_or_default(),
-    );
-    let n: u64 = n.parse().unwrap_or(3);
-    let as_v1 = args.next().as_deref() == Some("--as-v1");
+    let (mode, n, rest) = demo::args();
+    let as_v1 = rest.iter().any(|arg| arg == "--as-v1");
     let mut bridge = RedisBridge::builder(REDIS_URL, "storefront")
         .durable::<PriceChanged>(PRICES)
         .group_start(GroupStart::Beginning);
@@ -101,13 +98,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => return Err("usage: versioning-current (publish N [--as-v1] | listen SECONDS)".into()),
     }
-    let report = bridge.shutdown().await;
-    let d = bridge.diagnostics();
-    println!(
-        "[current] sent {}, handled {}, unsent at exit: {}",
-        d.sent,
-        d.dispatched,
-        report.unsent().len()
-    );
+    demo::finish("current", &bridge).await;
     Ok(())
 }

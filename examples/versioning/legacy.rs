@@ -12,8 +12,10 @@ use eventbus_core::{Context, Event, EventBus};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-const REDIS_URL: &str = "redis://127.0.0.1:6379/";
-const PRICES: &str = "demo:catalog:prices";
+#[path = "demo.rs"]
+mod demo;
+
+use demo::{PRICES, REDIS_URL};
 
 /// Version 1, as this service has always sent it.
 #[derive(Event, Clone, Debug, Serialize, Deserialize)]
@@ -26,12 +28,7 @@ struct PriceChanged {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let (mode, n) = (
-        args.next().unwrap_or_default(),
-        args.next().unwrap_or_default(),
-    );
-    let n: u64 = n.parse().unwrap_or(3);
+    let (mode, n, _) = demo::args();
     let bridge = RedisBridge::builder(REDIS_URL, "legacy-search")
         .durable::<PriceChanged>(PRICES)
         .group_start(GroupStart::Beginning)
@@ -67,14 +64,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => return Err("usage: versioning-legacy (publish N | listen SECONDS)".into()),
     }
-    let report = bridge.shutdown().await;
-    let d = bridge.diagnostics();
-    println!(
-        "[legacy] sent {}, handled {}, newer versions it cannot read: {}, unsent at exit: {}",
-        d.sent,
-        d.dispatched,
-        d.newer_version,
-        report.unsent().len()
-    );
+    demo::finish("legacy", &bridge).await;
     Ok(())
 }
