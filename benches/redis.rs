@@ -7,7 +7,8 @@
 //! `WINDOW` events unreceived, so the broadcast path (which drops when its queue is full, as
 //! Pub/Sub may) is measured without losses.
 
-use eventbus_core::redis::RedisBridge;
+use eventbus_core::bridge::Bridge;
+use eventbus_core::redis::RedisTransport;
 use eventbus_core::{Event, EventBus};
 use serde::{Deserialize, Serialize};
 use std::process::{Command, Stdio};
@@ -70,18 +71,22 @@ enum Path {
 
 struct Pair {
     sender: EventBus,
-    bridges: [RedisBridge; 2],
+    bridges: [Bridge; 2],
     received: Arc<Received>,
     _handler: eventbus_core::Subscription,
 }
 
 async fn pair(url: &str, path: Path, name: &str) -> Pair {
-    let route = |builder: eventbus_core::redis::RedisBridgeBuilder| match path {
+    let route = |builder: eventbus_core::bridge::BridgeBuilder<RedisTransport>| match path {
         Path::Broadcast => builder.broadcast::<OrderPlaced>(name),
         Path::Durable => builder.durable::<OrderPlaced>(name),
     };
-    let a = route(RedisBridge::builder(url, "bench-a")).build().unwrap();
-    let b = route(RedisBridge::builder(url, "bench-b")).build().unwrap();
+    let a = route(Bridge::builder(RedisTransport::new(url), "bench-a"))
+        .build()
+        .unwrap();
+    let b = route(Bridge::builder(RedisTransport::new(url), "bench-b"))
+        .build()
+        .unwrap();
     let sender = EventBus::builder()
         .middleware(a.outbound())
         .build()

@@ -6,7 +6,8 @@
 #[path = "support/redis.rs"]
 mod support;
 
-use eventbus_core::redis::RedisBridge;
+use eventbus_core::bridge::Bridge;
+use eventbus_core::redis::RedisTransport;
 use eventbus_core::{Context, Event, EventBus};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
@@ -60,8 +61,8 @@ fn python(script: &str, input: &str) -> String {
 }
 
 /// A bus bridged to the stream `stream` as the service `rust-shop` (not started yet).
-fn bridged(stream: &str) -> (EventBus, RedisBridge) {
-    let bridge = RedisBridge::builder(SHARED_URL, "rust-shop")
+fn bridged(stream: &str) -> (EventBus, Bridge) {
+    let bridge = Bridge::builder(RedisTransport::new(SHARED_URL), "rust-shop")
         .durable::<Order>(stream)
         .block(Duration::from_millis(100))
         .build()

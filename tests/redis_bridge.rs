@@ -5,7 +5,8 @@
 #[path = "support/redis.rs"]
 mod support;
 
-use eventbus_core::redis::RedisBridge;
+use eventbus_core::bridge::Bridge;
+use eventbus_core::redis::RedisTransport;
 use eventbus_core::{middleware, Context, Event, EventBus};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
@@ -54,10 +55,10 @@ type Log = Arc<Mutex<Vec<String>>>;
 async fn service(
     service: &str,
     configure: impl FnOnce(
-        eventbus_core::redis::RedisBridgeBuilder,
-    ) -> eventbus_core::redis::RedisBridgeBuilder,
-) -> (EventBus, RedisBridge, Log) {
-    let bridge = configure(RedisBridge::builder(SHARED_URL, service))
+        eventbus_core::bridge::BridgeBuilder<RedisTransport>,
+    ) -> eventbus_core::bridge::BridgeBuilder<RedisTransport>,
+) -> (EventBus, Bridge, Log) {
+    let bridge = configure(Bridge::builder(RedisTransport::new(SHARED_URL), service))
         .block(Duration::from_millis(100))
         .build()
         .unwrap();
@@ -459,11 +460,11 @@ async fn routing_an_event_that_is_not_distributed_is_a_failure_in_the_report() {
 
 #[test]
 fn a_bridge_without_routes_or_with_a_bad_url_does_not_build() {
-    let error = RedisBridge::builder(SHARED_URL, "orders")
+    let error = Bridge::builder(RedisTransport::new(SHARED_URL), "orders")
         .build()
         .unwrap_err();
     assert!(error.to_string().contains("no routes"), "{error}");
-    let error = RedisBridge::builder("not a url", "orders")
+    let error = Bridge::builder(RedisTransport::new("not a url"), "orders")
         .broadcast::<DomainEvent>("c")
         .build()
         .unwrap_err();

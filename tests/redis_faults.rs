@@ -5,7 +5,8 @@
 #[path = "support/redis.rs"]
 mod support;
 
-use eventbus_core::redis::RedisBridge;
+use eventbus_core::bridge::Bridge;
+use eventbus_core::redis::RedisTransport;
 use eventbus_core::{Event, EventBus};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -25,15 +26,15 @@ struct Job(u64);
 
 struct Pair {
     sender_bus: EventBus,
-    sender: RedisBridge,
-    receiver: RedisBridge,
+    sender: Bridge,
+    receiver: Bridge,
     pings: Arc<Mutex<Vec<u64>>>,
     jobs: Arc<Mutex<HashSet<u64>>>,
 }
 
 async fn pair(url: &str) -> Pair {
     let configure = |service: &str| {
-        RedisBridge::builder(url, service)
+        Bridge::builder(RedisTransport::new(url), service)
             .broadcast::<Ping>("faults:pings")
             .durable::<Job>("faults:jobs")
             .block(Duration::from_millis(100))

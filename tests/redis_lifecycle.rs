@@ -6,7 +6,8 @@
 #[path = "support/redis.rs"]
 mod support;
 
-use eventbus_core::redis::{GroupStart, RedisBridge, RedisBridgeBuilder, Unhandled};
+use eventbus_core::bridge::{Bridge, BridgeBuilder, Unhandled};
+use eventbus_core::redis::{GroupStart, RedisTransport};
 use eventbus_core::{Event, EventBus};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
@@ -26,21 +27,21 @@ struct Job(u64);
 struct Ping(u64);
 
 /// A bus with the bridge's outbound side, and the started bridge.
-async fn started(builder: RedisBridgeBuilder) -> (EventBus, RedisBridge) {
+async fn started(builder: BridgeBuilder<RedisTransport>) -> (EventBus, Bridge) {
     started_with(builder, |_| ()).await.0
 }
 
 /// A counter of the jobs a bridged bus handles, subscribed before the bridge starts.
-async fn started_counting(builder: RedisBridgeBuilder) -> (Arc<AtomicU64>, RedisBridge) {
+async fn started_counting(builder: BridgeBuilder<RedisTransport>) -> (Arc<AtomicU64>, Bridge) {
     let ((_, bridge), count) = started_with(builder, count_jobs).await;
     (count, bridge)
 }
 
 /// [`started`], with `handlers` subscribed before the bridge starts reading.
 async fn started_with<R>(
-    builder: RedisBridgeBuilder,
+    builder: BridgeBuilder<RedisTransport>,
     handlers: impl FnOnce(&EventBus) -> R,
-) -> ((EventBus, RedisBridge), R) {
+) -> ((EventBus, Bridge), R) {
     let bridge = builder.block(Duration::from_millis(100)).build().unwrap();
     let bus = EventBus::builder()
         .middleware(bridge.outbound())
@@ -65,7 +66,7 @@ fn count_jobs(bus: &EventBus) -> Arc<AtomicU64> {
 async fn shutdown_while_redis_is_down_ends_by_its_deadline_and_hands_back_the_unsent_events() {
     let mut server = PrivateRedis::start();
     let (bus, bridge) = started(
-        RedisBridge::builder(server.url(), "orders")
+        Bridge::builder(RedisTransport::new(server.url()), "orders")
             .durable::<Job>("lifecycle:jobs")
             .broadcast::<Ping>("lifecycle:pings")
             .shutdown_timeout(Duration::from_millis(500)),
@@ -106,7 +107,8 @@ async fn shutdown_while_redis_is_down_ends_by_its_deadline_and_hands_back_the_un
 async fn a_new_group_starts_where_the_user_says() {
     let stream = unique("history");
     let (orders_bus, orders) =
-        started(RedisBridge::builder(SHARED_URL, "orders").durable::<Job>(&stream)).await;
+        started(Bridge::builder(RedisTransport::new(SHARED_URL), "orders").durable::<Job>(&stream))
+            .await;
     for n in 0..3 {
         assert!(orders_bus.publish(Job(n)).await.is_ok());
     }
@@ -120,7 +122,8 @@ async fn a_new_group_starts_where_the_user_says() {
     let second = ids.ids[1].id.clone();
 
     let join = |service: &str, start: Option<GroupStart>| {
-        let mut builder = RedisBridge::builder(SHARED_URL, service).durable::<Job>(&stream);
+        let mut builder =
+            Bridge::builder(RedisTransport::new(SHARED_URL), service).durable::<Job>(&stream);
         if let Some(start) = start {
             builder = builder.group_start(start);
         }
@@ -165,9 +168,10 @@ async fn a_new_group_starts_where_the_user_says() {
 async fn an_entry_that_arrives_before_its_handler_is_kept_and_handled_once_it_is_subscribed() {
     let stream = unique("early");
     let (orders_bus, orders) =
-        started(RedisBridge::builder(SHARED_URL, "orders").durable::<Job>(&stream)).await;
+        started(Bridge::builder(RedisTransport::new(SHARED_URL), "orders").durable::<Job>(&stream))
+            .await;
     let (billing_bus, billing) = started(
-        RedisBridge::builder(SHARED_URL, "billing")
+        Bridge::builder(RedisTransport::new(SHARED_URL), "billing")
             .durable::<Job>(&stream)
             .claim_idle(Duration::from_millis(200)),
     )
@@ -199,21 +203,22 @@ async fn an_entry_that_arrives_before_its_handler_is_kept_and_handled_once_it_is
 async fn entries_no_handler_takes_are_dead_lettered_or_acknowledged_as_configured_and_counted() {
     let stream = unique("unhandled");
     let (orders_bus, orders) =
-        started(RedisBridge::builder(SHARED_URL, "orders").durable::<Job>(&stream)).await;
+        started(Bridge::builder(RedisTransport::new(SHARED_URL), "orders").durable::<Job>(&stream))
+            .await;
     let (_dead_bus, dead) = started(
-        RedisBridge::builder(SHARED_URL, "strict")
+        Bridge::builder(RedisTransport::new(SHARED_URL), "strict")
             .durable::<Job>(&stream)
             .on_unhandled(Unhandled::DeadLetter),
     )
     .await;
     let (_lax_bus, lax) = started(
-        RedisBridge::builder(SHARED_URL, "lax")
+        Bridge::builder(RedisTransport::new(SHARED_URL), "lax")
             .durable::<Job>(&stream)
             .on_unhandled(Unhandled::Acknowledge),
     )
     .await;
     let (_retry_bus, retry) = started(
-        RedisBridge::builder(SHARED_URL, "patient")
+        Bridge::builder(RedisTransport::new(SHARED_URL), "patient")
             .durable::<Job>(&stream)
             .claim_idle(Duration::from_millis(100))
             .max_deliveries(2),
@@ -271,11 +276,11 @@ async fn entries_no_handler_takes_are_dead_lettered_or_acknowledged_as_configure
 
 #[tokio::test]
 async fn starting_a_bridge_on_a_bus_without_its_outbound_side_is_an_error() {
-    let bridge = RedisBridge::builder(SHARED_URL, "orders")
+    let bridge = Bridge::builder(RedisTransport::new(SHARED_URL), "orders")
         .durable::<Job>(unique("no-outbound"))
         .build()
         .unwrap();
-    let other = RedisBridge::builder(SHARED_URL, "orders")
+    let other = Bridge::builder(RedisTransport::new(SHARED_URL), "orders")
         .durable::<Job>(unique("no-outbound"))
         .build()
         .unwrap();
@@ -307,13 +312,13 @@ async fn dropping_a_bridge_without_shutdown_stops_it_consuming() {
     let stream = unique("dropped");
     let channel = unique("dropped");
     let (orders_bus, orders) = started(
-        RedisBridge::builder(SHARED_URL, "orders")
+        Bridge::builder(RedisTransport::new(SHARED_URL), "orders")
             .durable::<Job>(&stream)
             .broadcast::<Ping>(&channel),
     )
     .await;
     let (billing_bus, billing) = started(
-        RedisBridge::builder(SHARED_URL, "billing")
+        Bridge::builder(RedisTransport::new(SHARED_URL), "billing")
             .durable::<Job>(&stream)
             .broadcast::<Ping>(&channel),
     )
@@ -372,7 +377,7 @@ async fn send_failures_are_counted_by_cause() {
     let mut server = PrivateRedis::start();
     let stream = "lifecycle:causes".to_owned();
     let (bus, bridge) = started(
-        RedisBridge::builder(server.url(), "orders")
+        Bridge::builder(RedisTransport::new(server.url()), "orders")
             .durable::<Job>(&stream)
             .broadcast::<Ping>("lifecycle:causes:pings")
             .broadcast::<LocalOnly>("lifecycle:causes:local"),
@@ -426,7 +431,7 @@ fn the_documented_counters_are_exactly_the_exported_ones() {
         .filter_map(|l| l.strip_prefix("| `"))
         .filter_map(|l| l.split('`').next())
         .collect();
-    let mut exported: Vec<&str> = eventbus_core::redis::DiagnosticsSnapshot::default()
+    let mut exported: Vec<&str> = eventbus_core::bridge::DiagnosticsSnapshot::default()
         .counters()
         .map(|(name, _)| name)
         .collect();

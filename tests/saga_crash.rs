@@ -11,7 +11,8 @@ mod fulfillment;
 #[path = "support/redis.rs"]
 mod support;
 
-use eventbus_core::redis::{GroupStart, RedisBridge, Unhandled};
+use eventbus_core::bridge::{Bridge, Unhandled};
+use eventbus_core::redis::{GroupStart, RedisTransport};
 use eventbus_core::saga::{PostgresStore, Sagas};
 use eventbus_core::{Context, EventBus, EventId};
 use fulfillment::*;
@@ -39,7 +40,7 @@ fn options(schema: &str) -> PgConnectOptions {
 async fn consumer() {
     let stream = std::env::var(STREAM_VAR).expect("started by the crash test");
     let schema = std::env::var(SCHEMA_VAR).expect("started by the crash test");
-    let bridge = RedisBridge::builder(SHARED_URL, "fulfillment")
+    let bridge = Bridge::builder(RedisTransport::new(SHARED_URL), "fulfillment")
         .durable::<PaymentProcessed>(&stream)
         .durable::<InventoryReserved>(&stream)
         .group_start(GroupStart::Beginning)
@@ -146,7 +147,7 @@ async fn a_consumer_killed_mid_run_loses_and_repeats_nothing() {
     consumers.start(&stream, &schema);
 
     // The producer: each saga's two events, in a random order of sagas, either event first.
-    let producer = RedisBridge::builder(SHARED_URL, "checkout")
+    let producer = Bridge::builder(RedisTransport::new(SHARED_URL), "checkout")
         .durable::<PaymentProcessed>(&stream)
         .durable::<InventoryReserved>(&stream)
         .on_unhandled(Unhandled::Acknowledge)

@@ -9,7 +9,8 @@ mod support;
 
 use fulfillment::*;
 
-use eventbus_core::redis::RedisBridge;
+use eventbus_core::bridge::Bridge;
+use eventbus_core::redis::RedisTransport;
 use eventbus_core::saga::{
     Commit, Committed, Instance, MemoryStore, SagaStore, Sagas, Status, StoreError,
 };
@@ -284,7 +285,7 @@ async fn two_tasks_racing_on_1000_sagas_lose_no_update() {
 async fn an_event_redelivered_by_the_durable_bridge_changes_nothing_the_second_time() {
     let stream = unique("saga-redelivery");
     // The bridge's own duplicate filter is off: the saga alone must hold the line.
-    let bridge = RedisBridge::builder(SHARED_URL, "fulfillment")
+    let bridge = Bridge::builder(RedisTransport::new(SHARED_URL), "fulfillment")
         .durable::<PaymentProcessed>(&stream)
         .dedup_window(0)
         .block(Duration::from_millis(100))
@@ -298,7 +299,7 @@ async fn an_event_redelivered_by_the_durable_bridge_changes_nothing_the_second_t
     bridge.start(&bus).await.unwrap();
 
     // Another service's payment, written to the stream twice (a redelivery).
-    let sender = RedisBridge::builder(SHARED_URL, "payments")
+    let sender = Bridge::builder(RedisTransport::new(SHARED_URL), "payments")
         .durable::<PaymentProcessed>(&stream)
         .build()
         .unwrap();

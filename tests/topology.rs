@@ -4,8 +4,9 @@
 #[path = "support/redis.rs"]
 mod support;
 
+use eventbus_core::bridge::Bridge;
 use eventbus_core::middleware::{self, EnvelopeMut, Flow, SyncMiddleware};
-use eventbus_core::redis::RedisBridge;
+use eventbus_core::redis::RedisTransport;
 use eventbus_core::saga::{SagaContext, Sagas};
 use eventbus_core::topology::TopologyError;
 use eventbus_core::{handler, saga, Event, EventBus, SubscribeOptions};
@@ -298,7 +299,7 @@ impl Payment {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sagas_and_bridge_routes_are_part_of_it() {
-    let bridge = RedisBridge::builder(support::SHARED_URL, "topology")
+    let bridge = Bridge::builder(RedisTransport::new(support::SHARED_URL), "topology")
         .durable::<ShopEvent>(support::unique("topology"))
         .block(Duration::from_millis(100))
         .build()

@@ -6,7 +6,8 @@
 #[path = "support/redis.rs"]
 mod support;
 
-use eventbus_core::redis::{RedisBridge, RedisBridgeBuilder};
+use eventbus_core::bridge::{Bridge, BridgeBuilder};
+use eventbus_core::redis::RedisTransport;
 use eventbus_core::{Event, EventBus, Headers};
 use opentelemetry::trace::{SpanId, TraceContextExt, TraceId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
@@ -55,9 +56,9 @@ type Seen = Arc<Mutex<Vec<(TraceId, SpanId)>>>;
 /// A sending and a receiving service on one route; the receiver's handler notes the ids of
 /// the span it runs in.
 async fn services(
-    route: impl Fn(RedisBridgeBuilder) -> RedisBridgeBuilder,
-) -> (EventBus, RedisBridge, RedisBridge, Seen) {
-    let start = |route: RedisBridgeBuilder| async move {
+    route: impl Fn(BridgeBuilder<RedisTransport>) -> BridgeBuilder<RedisTransport>,
+) -> (EventBus, Bridge, Bridge, Seen) {
+    let start = |route: BridgeBuilder<RedisTransport>| async move {
         let bridge = route.block(Duration::from_millis(100)).build().unwrap();
         let bus = EventBus::builder()
             .middleware(bridge.outbound())
@@ -66,9 +67,16 @@ async fn services(
         bridge.start(&bus).await.unwrap();
         (bus, bridge)
     };
-    let (sender, sender_bridge) = start(route(RedisBridge::builder(SHARED_URL, "checkout"))).await;
-    let (receiver, receiver_bridge) =
-        start(route(RedisBridge::builder(SHARED_URL, "shipping"))).await;
+    let (sender, sender_bridge) = start(route(Bridge::builder(
+        RedisTransport::new(SHARED_URL),
+        "checkout",
+    )))
+    .await;
+    let (receiver, receiver_bridge) = start(route(Bridge::builder(
+        RedisTransport::new(SHARED_URL),
+        "shipping",
+    )))
+    .await;
     let seen: Seen = Arc::default();
     let s = seen.clone();
     receiver
@@ -77,7 +85,9 @@ async fn services(
     (sender, sender_bridge, receiver_bridge, seen)
 }
 
-async fn one_trace_spans_both_services(route: impl Fn(RedisBridgeBuilder) -> RedisBridgeBuilder) {
+async fn one_trace_spans_both_services(
+    route: impl Fn(BridgeBuilder<RedisTransport>) -> BridgeBuilder<RedisTransport>,
+) {
     let exporter = exporter();
     let (sender, sender_bridge, receiver_bridge, seen) = services(route).await;
 

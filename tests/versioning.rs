@@ -6,8 +6,9 @@
 #[path = "support/redis.rs"]
 mod support;
 
+use eventbus_core::bridge::Bridge;
 use eventbus_core::middleware::{self, EnvelopeMut, Flow, SyncMiddleware};
-use eventbus_core::redis::RedisBridge;
+use eventbus_core::redis::RedisTransport;
 use eventbus_core::{upcast, wire, BuildProblem, Context, Event, EventBus, PublishReport};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
@@ -406,7 +407,7 @@ mod build_errors {
 }
 
 /// A consumer on v3 bridged over `stream`, logging each `Placed` with the version it was sent as.
-async fn logging_consumer(stream: &str) -> (EventBus, RedisBridge, Log) {
+async fn logging_consumer(stream: &str) -> (EventBus, Bridge, Log) {
     let (consumer, bridge) = durable_service::<OrderEvent>("consumer", stream).await;
     let log = Log::default();
     let line = log_to(&log);
@@ -481,7 +482,7 @@ async fn a_producer_on_the_new_version_can_keep_sending_the_old_one() {
     let stream = unique("versioning-send-as");
     let (_consumer, consumer_bridge, log) = logging_consumer(&stream).await;
 
-    let producer_bridge = RedisBridge::builder(SHARED_URL, "producer")
+    let producer_bridge = Bridge::builder(RedisTransport::new(SHARED_URL), "producer")
         .durable::<OrderEvent>(&stream)
         .send_as(|e: &Placed| PlacedV1 {
             base: e.base.clone(),
@@ -522,7 +523,7 @@ async fn a_producer_on_the_new_version_can_keep_sending_the_old_one() {
 
 #[test]
 fn send_as_refuses_what_is_not_an_older_version() {
-    let newer = RedisBridge::builder(SHARED_URL, "s")
+    let newer = Bridge::builder(RedisTransport::new(SHARED_URL), "s")
         .durable::<OrderEvent>("x")
         .send_as(|e: &PlacedV1| Placed {
             base: e.base.clone(),
@@ -538,7 +539,7 @@ fn send_as_refuses_what_is_not_an_older_version() {
             .contains("is not an older version of `test.versioning.placed`"),
         "{newer}"
     );
-    let other_name = RedisBridge::builder(SHARED_URL, "s")
+    let other_name = Bridge::builder(RedisTransport::new(SHARED_URL), "s")
         .durable::<OrderEvent>("x")
         .send_as(|e: &Placed| e.base.clone())
         .build()

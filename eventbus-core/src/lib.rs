@@ -107,11 +107,15 @@ extern crate self as eventbus_core;
 
 // The layers, bottom up: event, report, handler, engine, bus; then middleware, testing,
 // wire, saga and redis. Each imports only from layers below it (tests/architecture.rs checks).
+#[cfg(feature = "wire")]
+pub mod bridge;
 mod bus;
 mod engine;
 mod event;
 mod handler;
 pub mod middleware;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod report;

@@ -9,7 +9,8 @@
 //! cargo run --example versioning-current -- publish 3          # sends v2 as it is
 //! ```
 
-use eventbus_core::redis::{GroupStart, RedisBridge};
+use eventbus_core::bridge::Bridge;
+use eventbus_core::redis::{GroupStart, RedisTransport};
 use eventbus_core::{upcast, Context, Event, EventBus};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -51,7 +52,7 @@ fn price_v1_to_v2(old: &PriceChangedV1) -> PriceChanged {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mode, n, rest) = demo::args();
     let as_v1 = rest.iter().any(|arg| arg == "--as-v1");
-    let mut bridge = RedisBridge::builder(REDIS_URL, "storefront")
+    let mut bridge = Bridge::builder(RedisTransport::new(REDIS_URL), "storefront")
         .durable::<PriceChanged>(PRICES)
         .group_start(GroupStart::Beginning);
     if as_v1 {

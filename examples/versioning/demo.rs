@@ -1,7 +1,7 @@
 //! What both versioning programs share: where the stream is, how they read their arguments,
 //! and how they report on the way out. Their event types are their own: that is the point.
 
-use eventbus_core::redis::RedisBridge;
+use eventbus_core::bridge::Bridge;
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
 pub const PRICES: &str = "demo:catalog:prices";
@@ -15,7 +15,7 @@ pub fn args() -> (String, u64, Vec<String>) {
 }
 
 /// Shuts the bridge down and prints what it did.
-pub async fn finish(service: &str, bridge: &RedisBridge) {
+pub async fn finish(service: &str, bridge: &Bridge) {
     let report = bridge.shutdown().await;
     let d = bridge.diagnostics();
     println!(

@@ -7,7 +7,8 @@
 //! cargo run --example versioning-legacy -- listen 10    # reads price changes for 10 s
 //! ```
 
-use eventbus_core::redis::{GroupStart, RedisBridge};
+use eventbus_core::bridge::Bridge;
+use eventbus_core::redis::{GroupStart, RedisTransport};
 use eventbus_core::{Context, Event, EventBus};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -29,7 +30,7 @@ struct PriceChanged {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mode, n, _) = demo::args();
-    let bridge = RedisBridge::builder(REDIS_URL, "legacy-search")
+    let bridge = Bridge::builder(RedisTransport::new(REDIS_URL), "legacy-search")
         .durable::<PriceChanged>(PRICES)
         .group_start(GroupStart::Beginning)
         .build()?;

@@ -45,12 +45,15 @@ where
 pub async fn durable_service<E: eventbus_core::Event>(
     service: &str,
     stream: &str,
-) -> (eventbus_core::EventBus, eventbus_core::redis::RedisBridge) {
-    let bridge = eventbus_core::redis::RedisBridge::builder(SHARED_URL, service)
-        .durable::<E>(stream)
-        .block(Duration::from_millis(100))
-        .build()
-        .unwrap();
+) -> (eventbus_core::EventBus, eventbus_core::bridge::Bridge) {
+    let bridge = eventbus_core::bridge::Bridge::builder(
+        eventbus_core::redis::RedisTransport::new(SHARED_URL),
+        service,
+    )
+    .durable::<E>(stream)
+    .block(Duration::from_millis(100))
+    .build()
+    .unwrap();
     let bus = eventbus_core::EventBus::builder()
         .middleware(bridge.outbound())
         .build()

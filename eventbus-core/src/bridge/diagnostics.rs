@@ -36,7 +36,7 @@ macro_rules! counters {
 }
 
 counters! {
-    /// Events written to Redis.
+    /// Events written to the broker.
     sent,
     /// Durable events written again after a failed round trip or a rejected write.
     send_retries,

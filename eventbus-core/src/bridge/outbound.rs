@@ -1,35 +1,25 @@
-//! Sending: the [`Outbound`] middleware queues routed events; one task writes them to Redis in
-//! pipelined batches, so local dispatch never waits for the network.
+//! Sending: the [`Outbound`] middleware queues routed events; one task writes them through the
+//! transport in batches, so local dispatch never waits for the network.
 
-use super::{Diagnostics, Inner, Mode};
+use super::{Diagnostics, Inner, Message, Mode, Publisher};
 use crate::handler::BoxFuture;
 use crate::middleware::{Envelope, Middleware, Next};
 use crate::report::{FailureKind, HandlerFailure};
 use crate::PublishReport;
-use redis::aio::ConnectionManager;
-use redis::{RedisError, RedisResult, Value};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-/// Most events written in one pipelined round trip.
+/// Most events written in one batch.
 const MAX_BATCH: usize = 512;
-/// Writes of a durable event that the server rejects (an error reply, such as `OOM` or
-/// `WRONGTYPE`) before it is given up on: a rejection rarely goes away by itself.
+/// Writes of a durable event that the broker refuses (an error reply, such as `OOM`) before it
+/// is given up on: a refusal rarely goes away by itself.
 const MAX_REJECTIONS: u32 = 5;
 
-/// One event on its way to Redis.
-pub(crate) struct Outgoing {
-    mode: Mode,
-    payload: String,
-    /// Times the server rejected it.
-    rejections: u32,
-}
-
-/// An event the bridge could not write to Redis before its shutdown deadline: its CloudEvent
-/// JSON and where it was going, so it can be stored or sent again.
+/// An event the bridge could not write to the broker before its shutdown deadline: its
+/// CloudEvent JSON and where it was going, so it can be stored or sent again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnsentEvent {
     durable: bool,
@@ -38,37 +28,34 @@ pub struct UnsentEvent {
 }
 
 impl UnsentEvent {
-    /// `true` for a durable (stream) event, `false` for a broadcast.
+    /// `true` for a durable event, `false` for a broadcast.
     pub fn is_durable(&self) -> bool {
         self.durable
     }
 
-    /// The stream or channel it was going to.
+    /// The topic it was going to.
     pub fn target(&self) -> &str {
         &self.target
     }
 
-    /// The CloudEvent, as JSON (for a stream, the value of the entry's `ce` field).
+    /// The CloudEvent, as JSON.
     pub fn payload(&self) -> &str {
         &self.payload
     }
 }
 
-impl From<Outgoing> for UnsentEvent {
-    fn from(outgoing: Outgoing) -> Self {
-        let (durable, target) = match outgoing.mode {
-            Mode::Broadcast { channel } => (false, channel),
-            Mode::Durable { stream } => (true, stream),
-        };
+impl From<Message> for UnsentEvent {
+    fn from(message: Message) -> Self {
         UnsentEvent {
-            durable,
-            target,
-            payload: outgoing.payload,
+            durable: message.mode == Mode::Durable,
+            target: message.topic.to_string(),
+            payload: message.payload.to_string(),
         }
     }
 }
 
-/// The middleware that sends routed events to Redis; from [`RedisBridge::outbound`](super::RedisBridge::outbound).
+/// The middleware that sends routed events to the broker; from
+/// [`Bridge::outbound`](super::Bridge::outbound).
 ///
 /// Add it **last**, so it sends the event as the handlers see it (after transforms, and not at
 /// all when an earlier middleware filtered it). Events received from another process are not
@@ -94,6 +81,7 @@ impl Outbound {
 impl fmt::Debug for Outbound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Outbound")
+            .field("transport", &self.inner.transport.name())
             .field("service", &self.inner.service)
             .finish()
     }
@@ -101,7 +89,7 @@ impl fmt::Debug for Outbound {
 
 impl Middleware for Outbound {
     fn name(&self) -> &str {
-        "redis-outbound"
+        &self.inner.outbound_name
     }
 
     fn handle(&self, envelope: Envelope, next: Next) -> BoxFuture<'static, PublishReport> {
@@ -111,7 +99,7 @@ impl Middleware for Outbound {
             let mut report = next.run(envelope).await;
             if let Some(message) = failure {
                 report.record_middleware_failure(HandlerFailure::middleware_failed(
-                    &Arc::from("redis-outbound"),
+                    &inner.outbound_name,
                     FailureKind::Error(message),
                 ));
             }
@@ -120,53 +108,57 @@ impl Middleware for Outbound {
     }
 }
 
-/// Queues the event for every route it matches.
+/// Queues the event for every route it matches (once per topic).
 async fn send(inner: &Inner, envelope: &Envelope) -> Result<(), String> {
     if envelope.origin().is_some() {
         return Ok(()); // received from another process: never echoed back
     }
     let event_type = envelope.event_type();
-    let mut modes: Vec<&Mode> = inner
-        .routes
-        .iter()
-        .filter(|r| event_type.level_of(r.scope.type_id()).is_some())
-        .map(|r| &r.mode)
-        .collect();
-    modes.dedup();
-    if modes.is_empty() {
+    let mut routes: Vec<&super::Route> = Vec::new();
+    for route in &inner.routes {
+        let matches = event_type.level_of(route.scope.type_id()).is_some();
+        if matches && !routes.iter().any(|r| r.topic == route.topic) {
+            routes.push(route);
+        }
+    }
+    if routes.is_empty() {
         return Ok(());
     }
     if inner.stopping() {
         Diagnostics::bump(&inner.diagnostics.send_failed_stopped);
-        return Err("the Redis bridge is shut down; the event was handled locally only".into());
+        return Err("the bridge is shut down; the event was handled locally only".into());
     }
-    let encoded = match inner.settings.send_as.get(&event_type.type_id()) {
+    let (source, instance) = (&inner.service, &inner.instance);
+    let (encoded, sent_type) = match inner.settings.send_as.get(&event_type.type_id()) {
         Some(send_as) => {
             let part = envelope.event.part(0).expect("level 0 is the event itself");
             let old = (send_as.convert)(part);
-            let (source, instance) = (&inner.service, &inner.instance);
-            crate::wire::encode_as(&*old, send_as.to, &envelope.meta, source, instance)
+            let encoded =
+                crate::wire::encode_as(&*old, send_as.to, &envelope.meta, source, instance);
+            (encoded, send_as.to)
         }
-        None => crate::wire::encode(
-            &*envelope.event,
-            &envelope.meta,
-            &inner.service,
-            &inner.instance,
+        None => (
+            crate::wire::encode(&*envelope.event, &envelope.meta, source, instance),
+            event_type,
         ),
     };
-    let payload = encoded.map_err(|e| {
-        Diagnostics::bump(&inner.diagnostics.send_failed_encode);
-        e.to_string()
-    })?;
-    for mode in modes {
-        let outgoing = Outgoing {
-            mode: mode.clone(),
+    let payload: Arc<str> = encoded
+        .map_err(|e| {
+            Diagnostics::bump(&inner.diagnostics.send_failed_encode);
+            e.to_string()
+        })?
+        .into();
+    for route in routes {
+        let message = Message {
+            mode: route.mode,
+            topic: route.topic.clone(),
+            event_type: sent_type,
             payload: payload.clone(),
             rejections: 0,
         };
-        match mode {
-            Mode::Broadcast { .. } => {
-                if inner.outbox.try_send(outgoing).is_err() {
+        match route.mode {
+            Mode::Broadcast => {
+                if inner.outbox.try_send(message).is_err() {
                     Diagnostics::bump(&inner.diagnostics.send_dropped_full);
                     tracing::warn!(
                         event = event_type.name(),
@@ -174,12 +166,11 @@ async fn send(inner: &Inner, envelope: &Envelope) -> Result<(), String> {
                     );
                 }
             }
-            Mode::Durable { .. } => {
-                if inner.outbox.send(outgoing).await.is_err() {
+            Mode::Durable => {
+                if inner.outbox.send(message).await.is_err() {
                     Diagnostics::bump(&inner.diagnostics.send_failed_stopped);
                     return Err(
-                        "the Redis bridge is not running; the event was handled locally only"
-                            .into(),
+                        "the bridge is not running; the event was handled locally only".into(),
                     );
                 }
             }
@@ -188,13 +179,13 @@ async fn send(inner: &Inner, envelope: &Envelope) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes queued events to Redis in pipelined batches until shutdown, then writes the rest
-/// until the deadline, and returns what it could not write.
+/// Writes queued events in batches until shutdown, then writes the rest until the deadline,
+/// and returns what it could not write.
 pub(crate) async fn publish_loop(
     inner: Arc<Inner>,
-    mut connection: ConnectionManager,
-    mut outbox: mpsc::Receiver<Outgoing>,
-) -> Vec<Outgoing> {
+    mut publisher: Box<dyn Publisher>,
+    mut outbox: mpsc::Receiver<Message>,
+) -> Vec<Message> {
     let mut stop = inner.stop.subscribe();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
@@ -211,7 +202,7 @@ pub(crate) async fn publish_loop(
                 Err(_) => break,
             }
         }
-        let written = flush(&inner, &mut connection, &mut batch, &mut stop).await;
+        let written = flush(&inner, &mut *publisher, &mut batch, &mut stop).await;
         if stopping || !written {
             // Senders get an error from now on; whatever is queued is written or handed back.
             outbox.close();
@@ -219,13 +210,14 @@ pub(crate) async fn publish_loop(
                 batch.push(item);
             }
             if written {
-                flush(&inner, &mut connection, &mut batch, &mut stop).await;
+                flush(&inner, &mut *publisher, &mut batch, &mut stop).await;
             }
             if !batch.is_empty() {
                 Diagnostics::add(&inner.diagnostics.unsent_at_shutdown, batch.len() as u64);
                 tracing::error!(
                     unsent = batch.len(),
-                    "events not written to Redis by the shutdown deadline: handed back by shutdown()"
+                    transport = inner.transport.name(),
+                    "events not written by the shutdown deadline: handed back by shutdown()"
                 );
             }
             return batch;
@@ -238,32 +230,16 @@ pub(crate) async fn publish_loop(
 /// shutdown deadline passed first: what is left in `batch` was not written.
 async fn flush(
     inner: &Inner,
-    connection: &mut ConnectionManager,
-    batch: &mut Vec<Outgoing>,
+    publisher: &mut dyn Publisher,
+    batch: &mut Vec<Message>,
     stop: &mut watch::Receiver<Option<Instant>>,
 ) -> bool {
     let diagnostics = &inner.diagnostics;
     let mut backoff = Inner::reconnect_backoff();
     while !batch.is_empty() {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for item in batch.iter() {
-            match &item.mode {
-                Mode::Broadcast { channel } => pipe.cmd("PUBLISH").arg(channel).arg(&item.payload),
-                Mode::Durable { stream } => pipe
-                    .cmd("XADD")
-                    .arg(stream)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(inner.settings.stream_maxlen)
-                    .arg("*")
-                    .arg("ce")
-                    .arg(&item.payload),
-            };
-        }
         let written = tokio::select! {
             biased;
-            written = pipe.query_async::<Vec<RedisResult<Value>>>(connection) => written,
+            written = publisher.publish(batch) => written,
             () = deadline_passed(stop) => return false,
         };
         match written {
@@ -271,11 +247,11 @@ async fn flush(
             Err(error) => {
                 Diagnostics::bump(&diagnostics.connection_errors);
                 let before = batch.len();
-                batch.retain(|item| matches!(item.mode, Mode::Durable { .. }));
+                batch.retain(|item| item.mode == Mode::Durable);
                 let dropped = before - batch.len();
                 Diagnostics::add(&diagnostics.send_failed_connection, dropped as u64);
                 Diagnostics::add(&diagnostics.send_retries, batch.len() as u64);
-                tracing::warn!(%error, dropped_broadcasts = dropped, durable_pending = batch.len(), "sending to Redis failed; retrying durable events");
+                tracing::warn!(%error, dropped_broadcasts = dropped, durable_pending = batch.len(), "sending failed; retrying durable events");
             }
         }
         if batch.is_empty() {
@@ -291,33 +267,33 @@ async fn flush(
     true
 }
 
-/// Counts the replies of one round trip and keeps in `batch` only the durable events the
-/// server rejected and that may be tried again.
-fn settle_replies(inner: &Inner, batch: &mut Vec<Outgoing>, replies: Vec<RedisResult<Value>>) {
+/// Counts the replies of one batch and keeps in `batch` only the durable events the broker
+/// refused and that may be tried again.
+fn settle_replies(
+    inner: &Inner,
+    batch: &mut Vec<Message>,
+    replies: Vec<Result<(), super::TransportError>>,
+) {
     let diagnostics = &inner.diagnostics;
     let mut replies = replies.into_iter();
     batch.retain_mut(|item| {
-        let rejection: Option<RedisError> = match replies.next() {
-            Some(Ok(_)) => None,
-            Some(Err(error)) => Some(error),
-            None => Some(RedisError::from((
-                redis::ErrorKind::Client,
-                "no reply for a pipelined command",
-            ))),
-        };
-        let Some(error) = rejection else {
-            Diagnostics::bump(&diagnostics.sent);
-            return false;
+        let error = match replies.next() {
+            Some(Ok(())) => {
+                Diagnostics::bump(&diagnostics.sent);
+                return false;
+            }
+            Some(Err(error)) => error.to_string(),
+            None => "the transport gave no reply for it".to_owned(),
         };
         item.rejections += 1;
-        let durable = matches!(item.mode, Mode::Durable { .. });
+        let durable = item.mode == Mode::Durable;
         if durable && item.rejections < MAX_REJECTIONS {
             Diagnostics::bump(&diagnostics.send_retries);
-            tracing::warn!(%error, rejections = item.rejections, "Redis rejected a durable event; retrying");
+            tracing::warn!(%error, rejections = item.rejections, "the broker refused a durable event; retrying");
             return true;
         }
         Diagnostics::bump(&diagnostics.send_failed_reply);
-        tracing::error!(%error, durable, payload = %item.payload, "Redis rejected the event; given up");
+        tracing::error!(%error, durable, payload = %item.payload, "the broker refused the event; given up");
         false
     });
 }
