@@ -21,7 +21,9 @@ const LAYERS: &[&str] = &[
     "testing",
     "wire",
     "saga",
+    "bridge",
     "redis",
+    "rabbitmq",
 ];
 
 /// The top-level modules of lib.rs.

@@ -26,6 +26,8 @@ pub mod docs {
     pub mod testing {}
     #[doc = include_str!("../docs/distributed.md")]
     pub mod distributed {}
+    #[doc = include_str!("../docs/transports.md")]
+    pub mod transports {}
     #[doc = include_str!("../docs/delivery-guarantees.md")]
     pub mod delivery_guarantees {}
     #[doc = include_str!("../docs/versioning.md")]

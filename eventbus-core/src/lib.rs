@@ -81,10 +81,12 @@
 //! retries and error callbacks; [`testing`] has a recorder for tests.
 //!
 //! # Distributed
-//! `#[event(distributed)]` types can leave the process as CloudEvents ([`wire`]). With the
-//! `redis` feature, `eventbus_core::redis::RedisBridge` shares them between services:
-//! broadcast over Pub/Sub (at-most-once) or durable over Streams with consumer groups
-//! (at-least-once).
+//! `#[event(distributed)]` types can leave the process as CloudEvents ([`wire`]). A
+//! [`bridge::Bridge`] shares them between services over a transport: broadcast (at-most-once)
+//! or durable, one share of the work per service (at-least-once). With the `redis` feature
+//! over Redis (Pub/Sub and Streams), with the `rabbitmq` feature over RabbitMQ (topic
+//! exchanges routed by lineage, quorum queues); another broker plugs in through
+//! [`bridge::Transport`].
 //!
 //! The guide in the repository's `docs/` folder covers all of this at length.
 //!
@@ -93,7 +95,8 @@
 //! | feature | adds |
 //! |---|---|
 //! | `wire` (default) | [`wire`]: `#[event(distributed)]`, the CloudEvents codec (serde, serde_json, time) |
-//! | `redis` | `redis::RedisBridge` (implies `wire`) |
+//! | `redis` | `redis::RedisTransport`: the bridge over Redis Pub/Sub and Streams (implies `wire`) |
+//! | `rabbitmq` | `rabbitmq::RabbitTransport`: the bridge over RabbitMQ, through lapin (implies `wire`) |
 //! | `metrics` | `middleware::Metrics`, through the `metrics` facade |
 //! | `postgres` | `saga::PostgresStore`: saga instances in PostgreSQL, through sqlx (implies `wire`) |
 //! | `schema` | `wire::schema`: the JSON Schema of every distributed event version, through schemars (implies `wire`) |
@@ -106,7 +109,7 @@
 extern crate self as eventbus_core;
 
 // The layers, bottom up: event, report, handler, engine, bus; then middleware, testing,
-// wire, saga and redis. Each imports only from layers below it (tests/architecture.rs checks).
+// wire, saga, bridge, and the transports redis and rabbitmq. Each imports only from layers below it (tests/architecture.rs checks).
 #[cfg(feature = "wire")]
 pub mod bridge;
 mod bus;

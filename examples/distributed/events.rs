@@ -49,8 +49,19 @@ pub struct OrderFulfillmentStarted {
 }
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const ORDERS_STREAM: &str = "shop:orders";
 pub const PAYMENTS_STREAM: &str = "shop:payments";
 pub const NOTIFICATIONS: &str = "shop:notifications";
 /// Where the fulfillment saga keeps its instances (`DATABASE_URL` overrides it).
 pub const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The broker every service of the example uses: Redis, or RabbitMQ when
+/// `EVENTBUS_TRANSPORT=rabbitmq`. The services route and handle events the same way on both.
+pub fn transport() -> Box<dyn eventbus_core::bridge::Transport> {
+    match std::env::var("EVENTBUS_TRANSPORT").as_deref() {
+        Ok("rabbitmq") => Box::new(eventbus_core::rabbitmq::RabbitTransport::new(AMQP_URL)),
+        Ok("redis") | Err(_) => Box::new(eventbus_core::redis::RedisTransport::new(REDIS_URL)),
+        Ok(other) => panic!("EVENTBUS_TRANSPORT is `redis` or `rabbitmq`, not `{other}`"),
+    }
+}

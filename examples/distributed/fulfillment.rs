@@ -12,7 +12,6 @@
 mod events;
 
 use eventbus_core::bridge::Bridge;
-use eventbus_core::redis::RedisTransport;
 use eventbus_core::saga::{PostgresStore, SagaContext, Sagas};
 use eventbus_core::{saga, Context, EventBus};
 use events::*;
@@ -67,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = PostgresStore::connect(&database).await?;
     store.migrate().await?;
 
-    let bridge = Bridge::builder(RedisTransport::new(REDIS_URL), "fulfillment")
+    let bridge = Bridge::builder(transport(), "fulfillment")
         .durable::<OrderPlaced>(ORDERS_STREAM)
         .durable::<PaymentCaptured>(PAYMENTS_STREAM)
         .broadcast::<OrderFulfillmentStarted>(NOTIFICATIONS)

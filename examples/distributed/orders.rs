@@ -13,7 +13,6 @@
 mod events;
 
 use eventbus_core::bridge::Bridge;
-use eventbus_core::redis::RedisTransport;
 use eventbus_core::{Context, EventBus};
 use events::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,7 +22,7 @@ use std::time::{Duration, Instant};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: usize = std::env::args().nth(1).map_or(Ok(5), |n| n.parse())?;
-    let bridge = Bridge::builder(RedisTransport::new(REDIS_URL), "orders")
+    let bridge = Bridge::builder(transport(), "orders")
         .durable::<OrderPlaced>(ORDERS_STREAM)
         .durable::<PaymentCaptured>(PAYMENTS_STREAM)
         .broadcast::<ParcelShipped>(NOTIFICATIONS)

@@ -11,7 +11,6 @@
 mod events;
 
 use eventbus_core::bridge::Bridge;
-use eventbus_core::redis::RedisTransport;
 use eventbus_core::{Context, EventBus};
 use events::*;
 use std::time::Duration;
@@ -40,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .map(|s| s.parse::<u64>())
         .transpose()?;
-    let bridge = Bridge::builder(RedisTransport::new(REDIS_URL), "shipping")
+    let bridge = Bridge::builder(transport(), "shipping")
         .durable::<OrderPlaced>(ORDERS_STREAM)
         .broadcast::<ParcelShipped>(NOTIFICATIONS)
         .build()?;

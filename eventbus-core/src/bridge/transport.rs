@@ -302,3 +302,27 @@ impl Error for TransportError {
         Some(&*self.source)
     }
 }
+
+/// A transport chosen at run time (from configuration, say): `Bridge::builder(boxed,
+/// service)` takes it like any other; only the settings of one transport's own builder
+/// methods are out of reach.
+impl Transport for Box<dyn Transport> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn check(&mut self, routes: &[Route]) -> Result<(), TransportError> {
+        (**self).check(routes)
+    }
+
+    fn publisher(&self) -> BoxFuture<'_, Result<Box<dyn Publisher>, TransportError>> {
+        (**self).publisher()
+    }
+
+    fn subscribe(
+        &self,
+        subscription: Subscription,
+    ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, TransportError>> {
+        (**self).subscribe(subscription)
+    }
+}
