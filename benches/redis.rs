@@ -1,11 +1,16 @@
-//! Events per second and end-to-end latency through the Redis bridge, next to what
-//! `redis-benchmark` gets from the same server with the same payload size, run right before.
+//! Events per second and latency through the Redis transport, next to what `redis-benchmark`
+//! gets from the same server with the same payload size, run right before.
 //!
 //! `cargo bench -p eventbus-benches --bench redis` (needs `redis-server` and `redis-benchmark`;
 //! `EVENTBUS_BENCH_REDIS` picks the server, default 127.0.0.1:6379). Two bridges in one process,
-//! services `bench-a` and `bench-b`: A publishes, B's handler counts. Throughput keeps at most
-//! `WINDOW` events unreceived, so the broadcast path (which drops when its queue is full, as
-//! Pub/Sub may) is measured without losses.
+//! services `bench-a` and `bench-b`: A publishes, B's handler counts.
+//!
+//! - publish: A alone, from the first `publish` until Redis answered every write (the
+//!   bridge's `sent` counter);
+//! - end to end: from A's first `publish` until B's handler saw every event, keeping at most
+//!   `WINDOW` events unreceived, so the broadcast path (which drops when its queue is full, as
+//!   Pub/Sub may) is measured without losses;
+//! - latency: publish to handler, at half the end-to-end rate, p50 and p99.
 
 use eventbus_core::bridge::Bridge;
 use eventbus_core::redis::RedisTransport;
@@ -21,8 +26,8 @@ use tokio::sync::Notify;
 const EVENTS: u64 = 100_000;
 /// Most events published and not yet received during a throughput run.
 const WINDOW: u64 = 16_384;
-/// Round trips per latency run.
-const ROUND_TRIPS: usize = 2_000;
+/// Events per latency run.
+const ROUND_TRIPS: usize = 4_000;
 /// Runs of each measurement; the medians are reported.
 const TRIALS: usize = 3;
 
@@ -32,6 +37,13 @@ struct OrderPlaced {
     order_id: u64,
     customer: String,
     amount_cents: u64,
+    /// Nanoseconds since the bench's epoch when it was published.
+    at_ns: u64,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 fn order(order_id: u64) -> OrderPlaced {
@@ -39,6 +51,7 @@ fn order(order_id: u64) -> OrderPlaced {
         order_id,
         customer: "customer-0042".into(),
         amount_cents: 12_999,
+        at_ns: epoch().elapsed().as_nanos() as u64,
     }
 }
 
@@ -48,6 +61,7 @@ struct Received {
     count: AtomicU64,
     target: AtomicU64,
     reached: Notify,
+    latencies: std::sync::Mutex<Vec<Duration>>,
 }
 
 impl Received {
@@ -94,7 +108,10 @@ async fn pair(url: &str, path: Path, name: &str) -> Pair {
     let receiver = EventBus::new();
     let received = Arc::new(Received::default());
     let counter = received.clone();
-    let handler = receiver.subscribe(move |_: &OrderPlaced| {
+    let handler = receiver.subscribe(move |e: &OrderPlaced| {
+        let now = epoch().elapsed().as_nanos() as u64;
+        let latency = Duration::from_nanos(now.saturating_sub(e.at_ns));
+        counter.latencies.lock().unwrap().push(latency);
         let count = counter.count.fetch_add(1, Ordering::SeqCst) + 1;
         if count >= counter.target.load(Ordering::SeqCst) {
             counter.reached.notify_one();
@@ -126,16 +143,44 @@ async fn throughput(pair: &Pair) -> f64 {
     EVENTS as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Publish-to-handler latencies, one event at a time, sorted.
-async fn latencies(pair: &Pair) -> Vec<Duration> {
-    let mut samples = Vec::with_capacity(ROUND_TRIPS);
-    for n in 0..ROUND_TRIPS as u64 {
-        let target = pair.received.count.load(Ordering::SeqCst) + 1;
-        let start = Instant::now();
-        let _ = pair.sender.publish(order(n)).await;
-        pair.received.wait_for(target).await;
-        samples.push(start.elapsed());
+/// Events per second A alone writes: until Redis answered every write.
+async fn publish_rate(url: &str, path: Path, name: &str) -> f64 {
+    let builder = Bridge::builder(RedisTransport::new(url), "bench-a");
+    let bridge = match path {
+        Path::Broadcast => builder.broadcast::<OrderPlaced>(name),
+        Path::Durable => builder.durable::<OrderPlaced>(name),
     }
+    .build()
+    .unwrap();
+    let bus = EventBus::builder()
+        .middleware(bridge.outbound())
+        .build()
+        .unwrap();
+    bridge.start(&bus).await.unwrap();
+    let start = Instant::now();
+    for n in 0..EVENTS {
+        let _ = bus.publish(order(n)).await;
+    }
+    while bridge.diagnostics().sent < EVENTS {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let rate = EVENTS as f64 / start.elapsed().as_secs_f64();
+    assert!(bridge.shutdown().await.is_complete());
+    rate
+}
+
+/// Publish-to-handler latencies at `rate` events per second, sorted.
+async fn latencies(pair: &Pair, rate: f64) -> Vec<Duration> {
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let base = pair.received.count.load(Ordering::SeqCst);
+    pair.received.latencies.lock().unwrap().clear();
+    let start = Instant::now();
+    for n in 0..ROUND_TRIPS as u64 {
+        tokio::time::sleep_until((start + interval * n as u32).into()).await;
+        let _ = pair.sender.publish(order(n)).await;
+    }
+    pair.received.wait_for(base + ROUND_TRIPS as u64).await;
+    let mut samples = std::mem::take(&mut *pair.received.latencies.lock().unwrap());
     samples.sort();
     samples
 }
@@ -237,7 +282,8 @@ fn main() {
         (Path::Broadcast, "broadcast", "PUBLISH"),
         (Path::Durable, "durable", "XADD"),
     ] {
-        let (mut rates, mut limits, mut samples) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut publishes, mut rates, mut limits, mut samples) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for trial in 0..TRIALS {
             // The limit, measured right before: the server with the same payload and
             // pipelining.
@@ -253,40 +299,59 @@ fn main() {
                 ),
             });
             let name = format!("{run}:{label}-{trial}");
-            let (rate, latencies) = rt.block_on(async {
+            let (publish, rate, latencies) = rt.block_on(async {
+                let publish = publish_rate(&url, path, &format!("{name}-publish")).await;
                 let pair = pair(&url, path, &name).await;
                 let rate = throughput(&pair).await;
-                let latencies = latencies(&pair).await;
+                let latencies = latencies(&pair, rate / 2.0).await;
                 for bridge in &pair.bridges {
                     assert!(bridge.shutdown().await.is_complete());
                 }
-                (rate, latencies)
+                (publish, rate, latencies)
             });
+            publishes.push(publish);
             rates.push(rate);
             samples.push(latencies);
         }
-        rows.push((label, median(rates), median(limits), limit_label, samples));
+        rows.push((
+            label,
+            median(publishes),
+            median(rates),
+            median(limits),
+            limit_label,
+            samples,
+        ));
     }
 
     println!("medians of {TRIALS} trials, each ours right after its redis-benchmark run");
     println!(
-        "{:<10} {:>12} {:>22} {:>7} {:>10} {:>10}",
-        "path", "events/s", "redis-benchmark -P 16", "ratio", "p50", "p99"
+        "{:<10} {:>22} {:>12} {:>7} {:>12} {:>7} {:>10} {:>10}",
+        "path",
+        "redis-benchmark -P 16",
+        "publish/s",
+        "ratio",
+        "end to end/s",
+        "ratio",
+        "p50",
+        "p99"
     );
-    for (label, rate, limit, limit_label, samples) in &rows {
+    for (label, publish, rate, limit, limit_label, samples) in &rows {
         let p50 = median(samples.iter().map(|s| percentile(s, 0.5)).collect());
         let p99 = median(samples.iter().map(|s| percentile(s, 0.99)).collect());
         println!(
-            "{:<10} {:>12.0} {:>14.0} {:<7} {:>6.0}% {:>10.1?} {:>10.1?}",
+            "{:<10} {:>14.0} {:<7} {:>12.0} {:>6.0}% {:>12.0} {:>6.0}% {:>10.1?} {:>10.1?}",
             label,
-            rate,
             limit,
             limit_label,
+            publish,
+            publish / limit * 100.0,
+            rate,
             rate / limit * 100.0,
             p50,
             p99,
         );
     }
+    println!("latency at half the end-to-end rate");
 
     // Leave the server as we found it.
     rt.block_on(async {

@@ -1,12 +1,14 @@
-//! Interop with the official CloudEvents SDK for Python (`pip install cloudevents`; the test
-//! script installs it): events it writes reach our handlers through the Redis bridge, with
-//! extension attributes in their canonical string form and times with UTC offsets; events we
-//! write are read by it with every attribute intact.
+//! Interop with the official CloudEvents SDK for Python (`pip install cloudevents pika`; the
+//! test script installs them): events it writes reach our handlers through the Redis bridge,
+//! with extension attributes in their canonical string form and times with UTC offsets; events
+//! we write are read by it with every attribute intact. The same both ways over RabbitMQ, with
+//! pika as the Python client.
 
 #[path = "support/redis.rs"]
 mod support;
 
 use eventbus_core::bridge::Bridge;
+use eventbus_core::rabbitmq::RabbitTransport;
 use eventbus_core::redis::RedisTransport;
 use eventbus_core::{Context, Event, EventBus};
 use redis::AsyncCommands;
@@ -18,6 +20,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use support::{connect, unique, wait_until, SHARED_URL};
 
 const LIMIT: Duration = Duration::from_secs(20);
+const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 #[derive(Event, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[event(name = "interop.order", distributed)]
@@ -172,4 +175,136 @@ print(json.dumps({
     assert_eq!(read["correlationid"], report.event_id().to_string());
     assert_eq!(read["data"], serde_json::json!({"order": 9}));
     assert!(bridge.shutdown().await.is_complete());
+}
+
+/// A bus bridged to RabbitMQ as `rust-shop`, routing `Order` durably to `topic` (not started).
+fn bridged_rabbit(topic: &str) -> (EventBus, Bridge) {
+    let bridge = Bridge::builder(RabbitTransport::new(AMQP), "rust-shop")
+        .durable::<Order>(topic)
+        .build()
+        .unwrap();
+    let bus = EventBus::builder()
+        .middleware(bridge.outbound())
+        .build()
+        .unwrap();
+    (bus, bridge)
+}
+
+/// Removes what a RabbitMQ test declared.
+fn remove_rabbit(topic: &str, queues: &[String]) {
+    let queues = queues
+        .iter()
+        .map(|q| format!("ch.queue_delete({q:?})"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    python(
+        &format!("{PIKA}\n{queues}\nch.exchange_delete({topic:?})\nconn.close()"),
+        "",
+    );
+}
+
+/// pika, connected to the shared broker as `conn`, with a channel `ch`.
+const PIKA: &str = r#"
+import pika
+conn = pika.BlockingConnection(pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/%2f"))
+ch = conn.channel()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_events_published_by_pika_reach_our_handlers() {
+    let topic = unique("interop-rabbit-in");
+    let (bus, bridge) = bridged_rabbit(&topic);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    bus.subscribe(move |e: &Order, ctx: Context| {
+        s.lock()
+            .unwrap()
+            .push((e.order, ctx.origin().map(str::to_owned)));
+    })
+    .forever();
+    bridge.start(&bus).await.unwrap(); // declares the exchange and the service's queue
+    python(
+        &format!(
+            r#"{PIKA}
+event = CloudEvent({{"type": "interop.order", "source": "python-shop", "eventversion": "1"}},
+                   {{"order": 7}})
+headers, body = to_structured(event)
+ch.basic_publish(exchange={topic:?}, routing_key="interop_order", body=body,
+                 properties=pika.BasicProperties(content_type=headers["content-type"],
+                                                 delivery_mode=2))
+conn.close()
+"#
+        ),
+        "",
+    );
+    wait_until("pika's event is handled", LIMIT, || {
+        let seen = seen.clone();
+        async move { !seen.lock().unwrap().is_empty() }
+    })
+    .await;
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        [(7, Some("python-shop".to_owned()))]
+    );
+    assert!(bridge.shutdown().await.is_complete());
+    remove_rabbit(
+        &topic,
+        &[
+            format!("rust-shop.{topic}"),
+            format!("rust-shop.{topic}.dead"),
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_events_we_publish_are_read_by_pika() {
+    let topic = unique("interop-rabbit-out");
+    let (bus, bridge) = bridged_rabbit(&topic);
+    bridge.start(&bus).await.unwrap();
+    let queue = format!("python.{topic}");
+    // A Python service binds its own queue to the topic, by the lineage routing key.
+    python(
+        &format!(
+            r#"{PIKA}
+ch.queue_declare(queue={queue:?}, durable=True)
+ch.queue_bind(queue={queue:?}, exchange={topic:?}, routing_key="interop_order.#")
+conn.close()
+"#
+        ),
+        "",
+    );
+    let report = bus.publish(Order { order: 9 }).await;
+    assert!(report.is_ok());
+    let read = python(
+        &format!(
+            r#"{PIKA}
+import time
+for _ in range(200):
+    method, properties, body = ch.basic_get(queue={queue:?}, auto_ack=True)
+    if method:
+        break
+    time.sleep(0.05)
+event = from_json(body)
+print(json.dumps({{"content_type": properties.content_type, "id": event["id"],
+                  "type": event["type"], "source": event["source"], "data": event.data}}))
+conn.close()
+"#
+        ),
+        "",
+    );
+    let read: serde_json::Value = serde_json::from_str(&read).unwrap();
+    assert_eq!(read["content_type"], "application/cloudevents+json");
+    assert_eq!(read["id"], report.event_id().to_string());
+    assert_eq!(read["type"], "interop.order");
+    assert_eq!(read["source"], "rust-shop");
+    assert_eq!(read["data"], serde_json::json!({"order": 9}));
+    assert!(bridge.shutdown().await.is_complete());
+    remove_rabbit(
+        &topic,
+        &[
+            queue,
+            format!("rust-shop.{topic}"),
+            format!("rust-shop.{topic}.dead"),
+        ],
+    );
 }
