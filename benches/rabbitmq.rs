@@ -164,8 +164,9 @@ async fn wait_for(what: &AtomicU64, target: u64) {
 }
 
 async fn sender(url: &str, topic: &str) -> (EventBus, Bridge) {
+    // A producer: it sends and does not consume its own topic.
     let bridge = Bridge::builder(RabbitTransport::new(url), "bench-a")
-        .durable::<OrderPlaced>(topic)
+        .send_durable::<OrderPlaced>(topic)
         .build()
         .unwrap();
     let bus = EventBus::builder()

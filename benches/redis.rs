@@ -91,21 +91,29 @@ struct Pair {
 }
 
 async fn pair(url: &str, path: Path, name: &str) -> Pair {
-    let route = |builder: eventbus_core::bridge::BridgeBuilder<RedisTransport>| match path {
-        Path::Broadcast => builder.broadcast::<OrderPlaced>(name),
-        Path::Durable => builder.durable::<OrderPlaced>(name),
-    };
-    let a = route(Bridge::builder(RedisTransport::new(url), "bench-a"))
-        .build()
-        .unwrap();
-    let b = route(Bridge::builder(RedisTransport::new(url), "bench-b"))
-        .build()
-        .unwrap();
+    // A is a producer: it sends and does not consume its own topic.
+    let producer = Bridge::builder(RedisTransport::new(url), "bench-a");
+    let a = match path {
+        Path::Broadcast => producer.send_broadcast::<OrderPlaced>(name),
+        Path::Durable => producer.send_durable::<OrderPlaced>(name),
+    }
+    .build()
+    .unwrap();
+    let consumer = Bridge::builder(RedisTransport::new(url), "bench-b");
+    let b = match path {
+        Path::Broadcast => consumer.broadcast::<OrderPlaced>(name),
+        Path::Durable => consumer.durable::<OrderPlaced>(name),
+    }
+    .build()
+    .unwrap();
     let sender = EventBus::builder()
         .middleware(a.outbound())
         .build()
         .unwrap();
-    let receiver = EventBus::new();
+    let receiver = EventBus::builder()
+        .middleware(b.outbound())
+        .build()
+        .unwrap();
     let received = Arc::new(Received::default());
     let counter = received.clone();
     let handler = receiver.subscribe(move |e: &OrderPlaced| {
@@ -147,8 +155,8 @@ async fn throughput(pair: &Pair) -> f64 {
 async fn publish_rate(url: &str, path: Path, name: &str) -> f64 {
     let builder = Bridge::builder(RedisTransport::new(url), "bench-a");
     let bridge = match path {
-        Path::Broadcast => builder.broadcast::<OrderPlaced>(name),
-        Path::Durable => builder.durable::<OrderPlaced>(name),
+        Path::Broadcast => builder.send_broadcast::<OrderPlaced>(name),
+        Path::Durable => builder.send_durable::<OrderPlaced>(name),
     }
     .build()
     .unwrap();

@@ -352,9 +352,38 @@ async fn slow_consumer_catches_up<B: Broker>(broker: &B) {
     broker.remove(&topic, &["billing", "orders"]).await;
 }
 
-/// Durable: 10 000 jobs with two broker restarts in the middle: every job arrives.
-async fn restarts_lose_nothing<B: Broker>(broker: &mut B) {
-    let topic = unique("restarts");
+/// A route that only sends: the producer's events reach the consumer, and the producer,
+/// which never subscribed to the topic, receives nothing from it.
+async fn send_only_routes_do_not_receive<B: Broker>(broker: &B) {
+    let topic = unique("send-only");
+    let (at_producer, at_consumer) = (Received::default(), Received::default());
+    let (producer_bus, producer) = service(
+        broker.builder("producer").send_durable::<Job>(&topic),
+        &at_producer,
+        Duration::ZERO,
+    )
+    .await;
+    let (consumer_bus, consumer) = service(
+        broker.builder("consumer").durable::<DomainEvent>(&topic),
+        &at_consumer,
+        Duration::ZERO,
+    )
+    .await;
+    send(&producer_bus, 0..10).await; // handled locally too: 10 at the producer
+    send(&consumer_bus, 100..110).await; // handled locally, sent, not received by the producer
+    until_received("the consumer gets the producer's 10", &at_consumer, 20).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(at_producer.distinct(), (0..10).collect());
+    assert!(producer.shutdown().await.is_complete());
+    assert!(consumer.shutdown().await.is_complete());
+    assert_eq!(producer.diagnostics().received, 0);
+    broker.remove(&topic, &["producer", "consumer"]).await;
+}
+
+/// Durable: 10 000 jobs with the broker killed (`kill -9`) and restarted twice in the middle:
+/// every job arrives.
+async fn crashes_lose_nothing<B: Broker>(broker: &mut B) {
+    let topic = unique("crashes");
     let received = Received::default();
     let (_rx_bus, rx) = service(
         broker.builder("billing").durable::<DomainEvent>(&topic),
@@ -364,7 +393,7 @@ async fn restarts_lose_nothing<B: Broker>(broker: &mut B) {
     .await;
     let (tx_bus, tx) = sender(broker.builder("orders").durable::<Job>(&topic)).await;
     // Sending goes on while the broker is down (the writer retries), paced so that both
-    // restarts fall in the middle of the traffic.
+    // crashes fall in the middle of the traffic.
     let sending = tokio::spawn({
         let bus = tx_bus.clone();
         async move {
@@ -376,17 +405,19 @@ async fn restarts_lose_nothing<B: Broker>(broker: &mut B) {
     });
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(700)).await;
-        tokio::task::block_in_place(|| broker.restart());
+        // A write in flight at the kill may be lost by the broker before it answered; the
+        // writer does not count it as sent, and writes it again.
+        tokio::task::block_in_place(|| broker.crash_and_restart());
     }
     sending.await.unwrap();
-    until_received("10 000 jobs across two restarts", &received, 10_000).await;
+    until_received("10 000 jobs across two crashes", &received, 10_000).await;
     let report = tx.shutdown().await;
     assert!(report.is_complete(), "unsent: {}", report.unsent().len());
     let _ = rx.shutdown().await;
-    // The restarts happened (the broker helper waits for each stop and start); the bridges
+    // The crashes happened (the broker helper waits for each death and start); the bridges
     // noticed (a reconnection between two reads of a fast broker may go unnoticed).
     let errors = rx.diagnostics().connection_errors + tx.diagnostics().connection_errors;
-    assert!(errors >= 1, "the bridges saw the restarts");
+    assert!(errors >= 1, "the bridges saw the crashes");
     broker.remove(&topic, &["billing", "orders"]).await;
 }
 
@@ -426,8 +457,13 @@ macro_rules! conformance {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn restarts_lose_nothing() {
-                super::restarts_lose_nothing(&mut $private).await;
+            async fn send_only_routes_do_not_receive() {
+                super::send_only_routes_do_not_receive(&$shared).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn crashes_lose_nothing() {
+                super::crashes_lose_nothing(&mut $private).await;
             }
         }
     };

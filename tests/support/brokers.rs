@@ -32,8 +32,9 @@ pub trait Broker {
     /// Dead letters `service` has on `topic`.
     async fn dead_letters(&self, service: &str, topic: &str) -> usize;
 
-    /// Stops the broker (it keeps its data) and starts it again; only private brokers can.
-    fn restart(&mut self);
+    /// Kills the broker (`kill -9`: it keeps only what it had made durable) and starts it
+    /// again; only private brokers can.
+    fn crash_and_restart(&mut self);
 
     /// Removes what `services` left on the broker for `topic`.
     async fn remove(&self, topic: &str, services: &[&str]);
@@ -111,12 +112,12 @@ impl Broker for Redis {
             .unwrap();
     }
 
-    fn restart(&mut self) {
+    fn crash_and_restart(&mut self) {
         let server = self
             .private
             .as_mut()
             .expect("only a private Redis restarts");
-        server.stop();
+        server.kill();
         server.start_again();
     }
 }
@@ -219,12 +220,12 @@ impl Broker for Rabbit {
             .unwrap();
     }
 
-    fn restart(&mut self) {
+    fn crash_and_restart(&mut self) {
         let node = self
             .private
             .as_mut()
             .expect("only a private RabbitMQ restarts");
-        node.stop();
+        node.kill();
         node.start_again();
     }
 }
@@ -303,6 +304,32 @@ impl PrivateRabbit {
     /// Starts the node again after [`stop`](Self::stop), on the same ports and data.
     pub fn start_again(&mut self) {
         self.spawn();
+    }
+
+    /// Kills the node's Erlang VM with `SIGKILL`: quorum queues keep what they confirmed.
+    pub fn kill(&mut self) {
+        let pid = Command::new("rabbitmqctl")
+            .args(["-n", &self.node(), "eval", "os:getpid()."])
+            .output()
+            .expect("rabbitmqctl runs");
+        let pid = String::from_utf8_lossy(&pid.stdout)
+            .trim()
+            .trim_matches('"')
+            .to_owned();
+        assert!(pid.parse::<u32>().is_ok(), "the node's OS pid, not {pid:?}");
+        let _ = Command::new("kill").args(["-9", &pid]).status();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the node does not die"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops the node; it keeps its data (durable queues and persistent messages).

@@ -138,6 +138,15 @@ impl PrivateRedis {
         self.spawn();
     }
 
+    /// Kills the server (`SIGKILL`: no shutdown, no last save); with `appendfsync always` it
+    /// keeps every write it answered.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops the server; it keeps its data on disk.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

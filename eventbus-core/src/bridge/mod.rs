@@ -145,20 +145,34 @@ impl<T: Transport> BridgeBuilder<T> {
     /// Sends events that are an `E` (its type or derived) to every instance of every service
     /// subscribed to `topic` (at-most-once); and receives `topic`.
     pub fn broadcast<E: Event>(self, topic: impl Into<String>) -> Self {
-        self.route::<E>(Mode::Broadcast, topic.into())
+        self.route::<E>(Mode::Broadcast, topic.into(), true)
     }
 
     /// Sends events that are an `E` to `topic`, where each subscribed service gets them once,
     /// shared among its instances (at-least-once); and consumes `topic` as this service.
     pub fn durable<E: Event>(self, topic: impl Into<String>) -> Self {
-        self.route::<E>(Mode::Durable, topic.into())
+        self.route::<E>(Mode::Durable, topic.into(), true)
     }
 
-    fn route<E: Event>(mut self, mode: Mode, topic: String) -> Self {
+    /// Like [`broadcast`](Self::broadcast), but only sends: this service does not receive
+    /// `topic` (unless another route of it does).
+    pub fn send_broadcast<E: Event>(self, topic: impl Into<String>) -> Self {
+        self.route::<E>(Mode::Broadcast, topic.into(), false)
+    }
+
+    /// Like [`durable`](Self::durable), but only sends: for a producer that never handles
+    /// what it sends to `topic`. It does not consume the topic (unless another route of it
+    /// does), so it neither reads nor skips its own events there.
+    pub fn send_durable<E: Event>(self, topic: impl Into<String>) -> Self {
+        self.route::<E>(Mode::Durable, topic.into(), false)
+    }
+
+    fn route<E: Event>(mut self, mode: Mode, topic: String, receives: bool) -> Self {
         self.routes.push(Route {
             scope: E::TYPE,
             mode,
             topic: topic.into(),
+            receives,
         });
         self
     }
@@ -430,9 +444,13 @@ impl Bridge {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(consumers);
-        // Every route sends what is an `E` and receives it: both ways in the topology.
+        // Every route sends what is an `E`, and most receive it too.
         for route in &inner.routes {
-            for direction in [Direction::Out, Direction::In] {
+            let directions: &[Direction] = match route.receives {
+                true => &[Direction::Out, Direction::In],
+                false => &[Direction::Out],
+            };
+            for &direction in directions {
                 let node = RouteNode::new(
                     inner.transport.name(),
                     direction,
@@ -508,10 +526,10 @@ impl Bridge {
 }
 
 impl Inner {
-    /// One subscription per distinct topic, with every scope routed to it.
+    /// One subscription per distinct topic received, with every scope routed to it.
     fn subscriptions(&self) -> Vec<Subscription> {
         let mut subscriptions: Vec<Subscription> = Vec::new();
-        for route in &self.routes {
+        for route in self.routes.iter().filter(|route| route.receives) {
             match subscriptions.iter_mut().find(|s| s.topic == route.topic) {
                 Some(subscription) => subscription.scopes.push(route.scope),
                 None => subscriptions.push(Subscription {

@@ -101,13 +101,14 @@ impl fmt::Display for Mode {
 }
 
 /// One routing rule of a bridge: events that are a [`scope`](Self::scope) (its type or a
-/// derived one) travel to [`topic`](Self::topic) in [`mode`](Self::mode), and this service
-/// receives that topic.
+/// derived one) travel to [`topic`](Self::topic) in [`mode`](Self::mode), and, unless the
+/// route only sends, this service receives that topic.
 #[derive(Clone, Debug)]
 pub struct Route {
     pub(crate) scope: &'static EventType,
     pub(crate) mode: Mode,
     pub(crate) topic: Arc<str>,
+    pub(crate) receives: bool,
 }
 
 impl Route {
@@ -124,6 +125,11 @@ impl Route {
     /// The channel, stream, exchange or subject.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// Whether this service receives the topic through this route (`false`: it only sends).
+    pub fn receives(&self) -> bool {
+        self.receives
     }
 }
 
