@@ -4,7 +4,8 @@
 use super::{Delivery, Diagnostics, Inner, Mode, Outcome, Settled, Subscriber, Unhandled};
 use crate::wire::Envelope;
 use crate::EventBus;
-use std::collections::{HashSet, VecDeque};
+use rustc_hash::FxHashSet;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -185,8 +186,8 @@ fn dead_letter(inner: &Inner, durable: bool, reason: String) -> Outcome {
 /// The last `capacity` keys seen, oldest forgotten first.
 struct Dedup {
     capacity: usize,
-    order: VecDeque<String>,
-    keys: HashSet<String>,
+    order: VecDeque<Arc<str>>,
+    keys: FxHashSet<Arc<str>>,
 }
 
 impl Dedup {
@@ -194,7 +195,7 @@ impl Dedup {
         Dedup {
             capacity,
             order: VecDeque::new(),
-            keys: HashSet::new(),
+            keys: FxHashSet::default(),
         }
     }
 
@@ -203,7 +204,11 @@ impl Dedup {
     }
 
     fn insert(&mut self, key: String) {
-        if self.capacity == 0 || !self.keys.insert(key.clone()) {
+        if self.capacity == 0 {
+            return;
+        }
+        let key: Arc<str> = key.into();
+        if !self.keys.insert(key.clone()) {
             return;
         }
         self.order.push_back(key);
