@@ -15,6 +15,9 @@
 //!   the transport does.
 //! - latency: publish to handler, at half the bridge's end-to-end rate, p50 and p99.
 
+#[path = "support/transport.rs"]
+mod support;
+
 use eventbus_core::bridge::Bridge;
 use eventbus_core::rabbitmq::RabbitTransport;
 use eventbus_core::{Event, EventBus};
@@ -25,10 +28,10 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::{age, median, order, percentile, OrderPlaced};
 
 /// Events per throughput run.
 const EVENTS: u64 = 50_000;
@@ -39,33 +42,6 @@ const TRIALS: usize = 3;
 /// Confirms awaited together, as the bridge's writer batches.
 const BATCH: usize = 512;
 const PREFETCH: u16 = 256;
-
-#[derive(Event, Clone, Serialize, Deserialize)]
-#[event(name = "bench.order_placed", distributed)]
-struct OrderPlaced {
-    order_id: u64,
-    customer: String,
-    amount_cents: u64,
-    /// Nanoseconds since the bench's epoch when it was published.
-    at_ns: u64,
-}
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn order(order_id: u64) -> OrderPlaced {
-    OrderPlaced {
-        order_id,
-        customer: "customer-0042".into(),
-        amount_cents: 12_999,
-        at_ns: epoch().elapsed().as_nanos() as u64,
-    }
-}
-
-/// The routing key the transport gives `OrderPlaced` (no ancestors: its name, `.` as `_`).
-const KEY: &str = "bench_order_placed";
 
 async fn channel(url: &str) -> (Connection, Channel) {
     let connection = Connection::connect(url, ConnectionProperties::default())
@@ -82,6 +58,7 @@ async fn raw_publish(url: &str, topic: &str, payload: &[u8]) -> f64 {
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
+    let key = eventbus_core::rabbitmq::routing_key(OrderPlaced::TYPE);
     let start = Instant::now();
     let mut sent = 0;
     while sent < EVENTS {
@@ -94,7 +71,7 @@ async fn raw_publish(url: &str, topic: &str, payload: &[u8]) -> f64 {
                 channel
                     .basic_publish(
                         topic.into(),
-                        KEY.into(),
+                        key.as_str().into(),
                         BasicPublishOptions::default(),
                         payload,
                         properties,
@@ -189,11 +166,7 @@ async fn receiver(url: &str, topic: &str, received: &Arc<Received>) -> (EventBus
         .unwrap();
     let r = received.clone();
     bus.subscribe(move |e: &OrderPlaced| {
-        let now = epoch().elapsed().as_nanos() as u64;
-        r.latencies
-            .lock()
-            .unwrap()
-            .push(Duration::from_nanos(now.saturating_sub(e.at_ns)));
+        r.latencies.lock().unwrap().push(age(e));
         r.count.fetch_add(1, Ordering::SeqCst);
     })
     .forever();
@@ -212,15 +185,6 @@ async fn bridge_publish(bus: &EventBus, bridge: &Bridge) -> f64 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     EVENTS as f64 / start.elapsed().as_secs_f64()
-}
-
-fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
-    values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    values[values.len() / 2]
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 async fn purge(channel: &Channel, queue: &str) {

@@ -12,14 +12,17 @@
 //!   Pub/Sub may) is measured without losses;
 //! - latency: publish to handler, at half the end-to-end rate, p50 and p99.
 
+#[path = "support/transport.rs"]
+mod support;
+
 use eventbus_core::bridge::Bridge;
 use eventbus_core::redis::RedisTransport;
-use eventbus_core::{Event, EventBus};
-use serde::{Deserialize, Serialize};
+use eventbus_core::EventBus;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{age, median, order, percentile, OrderPlaced};
 use tokio::sync::Notify;
 
 /// Events per throughput run.
@@ -30,30 +33,6 @@ const WINDOW: u64 = 16_384;
 const ROUND_TRIPS: usize = 4_000;
 /// Runs of each measurement; the medians are reported.
 const TRIALS: usize = 3;
-
-#[derive(Event, Clone, Serialize, Deserialize)]
-#[event(name = "bench.order_placed", distributed)]
-struct OrderPlaced {
-    order_id: u64,
-    customer: String,
-    amount_cents: u64,
-    /// Nanoseconds since the bench's epoch when it was published.
-    at_ns: u64,
-}
-
-fn epoch() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn order(order_id: u64) -> OrderPlaced {
-    OrderPlaced {
-        order_id,
-        customer: "customer-0042".into(),
-        amount_cents: 12_999,
-        at_ns: epoch().elapsed().as_nanos() as u64,
-    }
-}
 
 /// Counts what B's handler received and wakes the bench when a target is reached.
 #[derive(Default)]
@@ -117,9 +96,7 @@ async fn pair(url: &str, path: Path, name: &str) -> Pair {
     let received = Arc::new(Received::default());
     let counter = received.clone();
     let handler = receiver.subscribe(move |e: &OrderPlaced| {
-        let now = epoch().elapsed().as_nanos() as u64;
-        let latency = Duration::from_nanos(now.saturating_sub(e.at_ns));
-        counter.latencies.lock().unwrap().push(latency);
+        counter.latencies.lock().unwrap().push(age(e));
         let count = counter.count.fetch_add(1, Ordering::SeqCst) + 1;
         if count >= counter.target.load(Ordering::SeqCst) {
             counter.reached.notify_one();
@@ -193,10 +170,6 @@ async fn latencies(pair: &Pair, rate: f64) -> Vec<Duration> {
     samples
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 /// The `ce` field of the first entry of a stream: the exact envelope the bridge writes.
 async fn envelope_size(url: &str, stream: &str) -> usize {
     let client = redis::Client::open(url).unwrap();
@@ -228,11 +201,6 @@ fn publish_limit(host: &str, port: &str, channel: &str, payload: &str) -> f64 {
     let _ = subscriber.kill();
     let _ = subscriber.wait();
     rate
-}
-
-fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
-    values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    values[values.len() / 2]
 }
 
 /// Requests per second of one `redis-benchmark -P 16` run of `command`.

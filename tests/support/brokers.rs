@@ -153,16 +153,6 @@ impl Rabbit {
     }
 }
 
-/// The lineage routing key RabbitTransport gives `scope`.
-fn routing_key(scope: &'static EventType) -> String {
-    let mut words: Vec<String> = scope
-        .lineage()
-        .map(|t| t.name().replace(['.', '*', '#'], "_"))
-        .collect();
-    words.reverse();
-    words.join(".")
-}
-
 impl Broker for Rabbit {
     type Transport = RabbitTransport;
 
@@ -176,7 +166,7 @@ impl Broker for Rabbit {
         channel
             .basic_publish(
                 topic.into(),
-                routing_key(scope).into(),
+                eventbus_core::rabbitmq::routing_key(scope).into(),
                 BasicPublishOptions::default(),
                 payload,
                 BasicProperties::default().with_delivery_mode(2),

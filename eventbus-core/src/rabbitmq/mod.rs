@@ -114,8 +114,25 @@ pub(crate) async fn declare_topic(channel: &Channel, topic: &str) -> Result<(), 
         .map_err(error)
 }
 
-/// The routing key of an event type: its lineage, root first, one word per type.
-pub(crate) fn routing_key(event_type: &'static EventType) -> String {
+/// The routing key an event of `event_type` is published with: its lineage, root first, one
+/// word per type (its name, `.`, `*` and `#` replaced by `_`). A producer in another language
+/// publishes with it; a consumer binds it followed by `.#` to get the type and every type
+/// derived from it.
+///
+/// ```
+/// use eventbus_core::Event;
+///
+/// #[derive(Event)]
+/// #[event(name = "shop.order")]
+/// struct OrderEvent;
+///
+/// #[derive(Event)]
+/// #[event(extends = OrderEvent, name = "shop.order_placed")]
+/// struct OrderPlaced { #[event(base)] base: OrderEvent }
+///
+/// assert_eq!(eventbus_core::rabbitmq::routing_key(OrderPlaced::TYPE), "shop_order.shop_order_placed");
+/// ```
+pub fn routing_key(event_type: &'static EventType) -> String {
     let mut words: Vec<String> = event_type
         .lineage()
         .map(|t| t.name().replace(['.', '*', '#'], "_"))
