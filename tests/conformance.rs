@@ -326,8 +326,8 @@ async fn close_in_flight_loses_nothing<B: Broker>(broker: &B) {
     broker.remove(&topic, &["billing", "orders"]).await;
 }
 
-/// Durable: a slow consumer holds the sender back through bounded queues on neither side; the
-/// sender is never blocked and the consumer catches up with everything.
+/// Durable: a slow consumer does not slow the sender down (the broker holds the backlog), and
+/// it catches up with everything.
 async fn slow_consumer_catches_up<B: Broker>(broker: &B) {
     let topic = unique("slow");
     let received = Received::default();
