@@ -10,13 +10,14 @@
 //! - end to end: from A's first `publish` until B's handler saw every event, keeping at most
 //!   `WINDOW` events unreceived, so the broadcast path (which drops when its queue is full, as
 //!   Pub/Sub may) is measured without losses;
-//! - latency: publish to handler, at half the end-to-end rate, p50 and p99.
+//! - latency: publish to handler, at half the end-to-end rate, p50 and p99;
+//! - consume: B alone draining what A alone wrote (durable).
 
 #[path = "support/transport.rs"]
 mod support;
 
 use eventbus_core::bridge::Bridge;
-use eventbus_core::redis::RedisTransport;
+use eventbus_core::redis::{GroupStart, RedisTransport};
 use eventbus_core::EventBus;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,6 +155,34 @@ async fn publish_rate(url: &str, path: Path, name: &str) -> f64 {
     rate
 }
 
+/// Events per second B drains from the backlog of `stream` (what A alone wrote), from its
+/// start until its handler saw every one.
+async fn consume_rate(url: &str, stream: &str) -> f64 {
+    let bridge = Bridge::builder(RedisTransport::new(url), "bench-b")
+        .durable::<OrderPlaced>(stream)
+        .group_start(GroupStart::Beginning)
+        .build()
+        .unwrap();
+    let bus = EventBus::builder()
+        .middleware(bridge.outbound())
+        .build()
+        .unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let counter = count.clone();
+    bus.subscribe(move |_: &OrderPlaced| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    })
+    .forever();
+    let start = Instant::now();
+    bridge.start(&bus).await.unwrap();
+    while count.load(Ordering::SeqCst) < EVENTS {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let rate = EVENTS as f64 / start.elapsed().as_secs_f64();
+    assert!(bridge.shutdown().await.is_complete());
+    rate
+}
+
 /// Publish-to-handler latencies at `rate` events per second, sorted.
 async fn latencies(pair: &Pair, rate: f64) -> Vec<Duration> {
     let interval = Duration::from_secs_f64(1.0 / rate);
@@ -254,6 +283,7 @@ fn main() {
     println!("envelope: {size} bytes of CloudEvents JSON; {EVENTS} events per run");
 
     let mut rows = Vec::new();
+    let mut consumes = Vec::new();
     for (path, label, limit_label) in [
         (Path::Broadcast, "broadcast", "PUBLISH"),
         (Path::Durable, "durable", "XADD"),
@@ -276,7 +306,11 @@ fn main() {
             });
             let name = format!("{run}:{label}-{trial}");
             let (publish, rate, latencies) = rt.block_on(async {
-                let publish = publish_rate(&url, path, &format!("{name}-publish")).await;
+                let backlog = format!("{name}-publish");
+                let publish = publish_rate(&url, path, &backlog).await;
+                if path == Path::Durable {
+                    consumes.push(consume_rate(&url, &backlog).await);
+                }
                 let pair = pair(&url, path, &name).await;
                 let rate = throughput(&pair).await;
                 let latencies = latencies(&pair, rate / 2.0).await;
@@ -328,6 +362,12 @@ fn main() {
         );
     }
     println!("latency at half the end-to-end rate");
+    let limit = rows[1].3;
+    let consume = median(consumes);
+    println!(
+        "durable backlog drained by B alone: {consume:.0} events/s, {:.0}% of XADD",
+        consume / limit * 100.0
+    );
 
     // Leave the server as we found it.
     rt.block_on(async {
