@@ -31,7 +31,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{age, median, order, percentile, OrderPlaced};
+use support::{age, bridged, median, order, percentile, OrderPlaced};
 
 /// Events per throughput run.
 const EVENTS: u64 = 50_000;
@@ -146,10 +146,7 @@ async fn sender(url: &str, topic: &str) -> (EventBus, Bridge) {
         .send_durable::<OrderPlaced>(topic)
         .build()
         .unwrap();
-    let bus = EventBus::builder()
-        .middleware(bridge.outbound())
-        .build()
-        .unwrap();
+    let bus = bridged(&bridge);
     bridge.start(&bus).await.unwrap();
     (bus, bridge)
 }
@@ -160,10 +157,7 @@ async fn receiver(url: &str, topic: &str, received: &Arc<Received>) -> (EventBus
         .prefetch(PREFETCH)
         .build()
         .unwrap();
-    let bus = EventBus::builder()
-        .middleware(bridge.outbound())
-        .build()
-        .unwrap();
+    let bus = bridged(&bridge);
     let r = received.clone();
     bus.subscribe(move |e: &OrderPlaced| {
         r.latencies.lock().unwrap().push(age(e));

@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{age, median, order, percentile, OrderPlaced};
+use support::{age, bridged, median, order, percentile, OrderPlaced};
 use tokio::sync::Notify;
 
 /// Events per throughput run.
@@ -86,14 +86,8 @@ async fn pair(url: &str, path: Path, name: &str) -> Pair {
     }
     .build()
     .unwrap();
-    let sender = EventBus::builder()
-        .middleware(a.outbound())
-        .build()
-        .unwrap();
-    let receiver = EventBus::builder()
-        .middleware(b.outbound())
-        .build()
-        .unwrap();
+    let sender = bridged(&a);
+    let receiver = bridged(&b);
     let received = Arc::new(Received::default());
     let counter = received.clone();
     let handler = receiver.subscribe(move |e: &OrderPlaced| {
@@ -138,10 +132,7 @@ async fn publish_rate(url: &str, path: Path, name: &str) -> f64 {
     }
     .build()
     .unwrap();
-    let bus = EventBus::builder()
-        .middleware(bridge.outbound())
-        .build()
-        .unwrap();
+    let bus = bridged(&bridge);
     bridge.start(&bus).await.unwrap();
     let start = Instant::now();
     for n in 0..EVENTS {
@@ -163,10 +154,7 @@ async fn consume_rate(url: &str, stream: &str) -> f64 {
         .group_start(GroupStart::Beginning)
         .build()
         .unwrap();
-    let bus = EventBus::builder()
-        .middleware(bridge.outbound())
-        .build()
-        .unwrap();
+    let bus = bridged(&bridge);
     let count = Arc::new(AtomicU64::new(0));
     let counter = count.clone();
     bus.subscribe(move |_: &OrderPlaced| {

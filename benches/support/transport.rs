@@ -45,3 +45,11 @@ pub fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
+
+/// A bus whose events `bridge` sends (its outbound middleware added), not started yet.
+pub fn bridged(bridge: &eventbus_core::bridge::Bridge) -> eventbus_core::EventBus {
+    eventbus_core::EventBus::builder()
+        .middleware(bridge.outbound())
+        .build()
+        .unwrap()
+}
