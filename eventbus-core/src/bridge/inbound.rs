@@ -107,8 +107,8 @@ async fn handle(
             return dead_letter(inner, durable, error.to_string());
         }
     };
-    let key = format!("{}\u{0}{}", incoming.source, incoming.remote_id);
-    if seen.contains(&key) {
+    let key = seen.key(&incoming.source, &incoming.remote_id);
+    if key.as_deref().is_some_and(|key| seen.contains(key)) {
         Diagnostics::bump(&diagnostics.duplicates);
         return Outcome::Ack;
     }
@@ -152,7 +152,9 @@ async fn handle(
     }
     match report.into_result() {
         Ok(_) => {
-            seen.insert(key);
+            if let Some(key) = key {
+                seen.insert(key);
+            }
             Outcome::Ack
         }
         Err(error) if !durable => {
@@ -197,6 +199,12 @@ impl Dedup {
             order: VecDeque::new(),
             keys: FxHashSet::default(),
         }
+    }
+
+    /// The key of an event from `source` with id `id`; `None` when the window is off (a
+    /// broadcast, or `dedup_window(0)`), so nothing is built for it.
+    fn key(&self, source: &str, id: &str) -> Option<String> {
+        (self.capacity > 0).then(|| format!("{source}\u{0}{id}"))
     }
 
     fn contains(&self, key: &str) -> bool {

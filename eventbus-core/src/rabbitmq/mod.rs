@@ -48,7 +48,7 @@ mod publisher;
 mod subscriber;
 
 use crate::bridge::{
-    BridgeBuilder, Mode, Publisher, Route, Subscriber, Subscription, Transport, TransportError,
+    BridgeBuilder, Publisher, Route, Subscriber, Subscription, Transport, TransportError,
 };
 use crate::handler::BoxFuture;
 use crate::EventType;
@@ -176,12 +176,10 @@ impl Transport for RabbitTransport {
         subscription: Subscription,
     ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, TransportError>> {
         Box::pin(async move {
-            let durable = subscription.mode() == Mode::Durable;
             let subscriber = subscriber::RabbitSubscriber::connect(
                 self.url.clone(),
                 subscription,
                 self.settings.clone(),
-                durable,
             )
             .await?;
             Ok(Box::new(subscriber) as Box<dyn Subscriber>)

@@ -2,7 +2,7 @@
 //! broadcasts), declared again with its bindings whenever the connection is opened again.
 
 use super::{declare_topic, error, open, routing_key, Settings, CONTENT_TYPE, DEAD_EXCHANGE};
-use crate::bridge::{Delivery, Outcome, Settled, Subscriber, Subscription, TransportError};
+use crate::bridge::{Delivery, Mode, Outcome, Settled, Subscriber, Subscription, TransportError};
 use crate::handler::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
@@ -20,7 +20,6 @@ pub(crate) struct RabbitSubscriber {
     url: String,
     subscription: Subscription,
     settings: Settings,
-    durable: bool,
     /// `None` after a failure: opened and declared again on the next `receive`.
     open: Option<Open>,
     /// Counts the channels opened: a delivery tag is only valid on the channel it came from.
@@ -40,18 +39,20 @@ impl RabbitSubscriber {
         url: String,
         subscription: Subscription,
         settings: Settings,
-        durable: bool,
     ) -> Result<Self, TransportError> {
         let mut subscriber = RabbitSubscriber {
             url,
             subscription,
             settings,
-            durable,
             open: None,
             generation: 0,
         };
         subscriber.ensure_open().await?;
         Ok(subscriber)
+    }
+
+    fn durable(&self) -> bool {
+        self.subscription.mode() == Mode::Durable
     }
 
     fn queue(&self) -> String {
@@ -73,7 +74,7 @@ impl RabbitSubscriber {
             let (connection, channel) = open(&self.url).await?;
             let topic = self.subscription.topic();
             declare_topic(&channel, topic).await?;
-            let queue = if self.durable {
+            let queue = if self.durable() {
                 self.declare_durable(&channel).await?
             } else {
                 let options = QueueDeclareOptions {
@@ -101,7 +102,7 @@ impl RabbitSubscriber {
                     .map_err(error)?;
             }
             let options = BasicConsumeOptions {
-                no_ack: !self.durable,
+                no_ack: !self.durable(),
                 ..BasicConsumeOptions::default()
             };
             let consumer = channel
@@ -215,7 +216,7 @@ impl RabbitSubscriber {
     }
 
     async fn settle_all(&mut self, settled: Vec<Settled>) -> Result<(), TransportError> {
-        if !self.durable {
+        if !self.durable() {
             return Ok(()); // auto-acknowledged
         }
         let generation = self.generation;
