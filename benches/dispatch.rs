@@ -2,102 +2,26 @@
 //! `TypeId` map bus, eventbus, and peers. `cargo bench -p eventbus-benches --bench dispatch`;
 //! `docs/performance.md` has the figures and how to read them.
 
+#[path = "support/events.rs"]
+mod events;
 #[path = "support/poll.rs"]
 mod poll;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use eventbus_core::middleware::{self, Envelope, Next};
-use eventbus_core::{Event, EventBus};
+use eventbus_core::EventBus;
+use events::*;
 use poll::poll_once;
-use std::any::{Any, TypeId};
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::future::Future;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Event, Clone)]
-struct Flat(u64);
-
-#[derive(Event, Clone)]
-struct L1(u64);
-#[derive(Event, Clone)]
-#[event(extends = L1)]
-struct L2(#[event(base)] L1);
-#[derive(Event, Clone)]
-#[event(extends = L2)]
-struct L3(#[event(base)] L2);
-#[derive(Event, Clone)]
-#[event(extends = L3)]
-struct L4(#[event(base)] L3);
-
-/// One event at two versions, with an upcaster between them (`versioning`).
-#[derive(Event, Clone)]
-#[event(name = "bench.priced", version = 1)]
-struct PricedV1 {
-    sku: u64,
-    euros: u64,
-}
-#[derive(Event, Clone)]
-#[event(name = "bench.priced", version = 2)]
-struct Priced {
-    sku: u64,
-    cents: u64,
-}
-
-#[eventbus_core::upcast]
-fn priced_v1_to_v2(old: &PricedV1) -> Priced {
-    Priced {
-        sku: old.sku,
-        cents: old.euros * 100,
-    }
-}
-
-fn l3(n: u64) -> L3 {
-    L3(L2(L1(n)))
-}
-fn l4(n: u64) -> L4 {
-    L4(l3(n))
-}
-
 /// The same event for tokio-events, whose `Event` trait asks for serde.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, tokio_events::Event)]
 struct TeFlat(u64);
-
-static HITS: AtomicU64 = AtomicU64::new(0);
-
-/// The work every handler does, in every contender.
-#[inline(never)]
-fn work(n: u64) {
-    HITS.fetch_add(black_box(n) & 1, Ordering::Relaxed);
-}
-
-/// A type-erased handler of the hand-written bus.
-type AnyHandler = Box<dyn Fn(&dyn Any)>;
-
-/// What a team writes when it decides a framework is too slow.
-#[derive(Default)]
-struct TypeIdBus {
-    handlers: HashMap<TypeId, Vec<AnyHandler>>,
-}
-
-impl TypeIdBus {
-    fn subscribe<E: 'static>(&mut self, f: impl Fn(&E) + 'static) {
-        self.handlers
-            .entry(TypeId::of::<E>())
-            .or_default()
-            .push(Box::new(move |e| f(e.downcast_ref::<E>().unwrap())));
-    }
-    fn publish<E: 'static>(&self, event: &E) {
-        if let Some(handlers) = self.handlers.get(&TypeId::of::<E>()) {
-            for h in handlers {
-                h(event);
-            }
-        }
-    }
-}
 
 fn config() -> Criterion {
     Criterion::default()

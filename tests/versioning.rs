@@ -733,3 +733,68 @@ async fn handlers_of_the_next_version_only_see_the_same_event_either_way() {
     assert_eq!((report.handled(), report.event_type().version()), (1, 2));
     assert_eq!(*seen.lock().unwrap(), ["D-1 7 v2 test.versioning.placed"]);
 }
+
+// `test.versioning.counted` at two versions, its upcaster counting its calls.
+
+#[derive(Event, Clone, Debug)]
+#[event(name = "test.versioning.counted", version = 1)]
+struct CountedV1 {
+    n: u64,
+}
+
+#[derive(Event, Clone, Debug)]
+#[event(name = "test.versioning.counted", version = 2)]
+struct Counted {
+    n: u64,
+    doubled: u64,
+}
+
+static COUNTED_UPCASTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[upcast]
+fn counted_v1_to_v2(old: &CountedV1) -> Counted {
+    COUNTED_UPCASTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Counted {
+        n: old.n,
+        doubled: old.n * 2,
+    }
+}
+
+#[tokio::test]
+async fn an_upcaster_runs_once_per_event_on_every_path() {
+    // Inline (the upcaster compiled with the next version's dispatch), through async
+    // middleware, with an async handler, and emitted: each old event is upcast exactly once.
+    let calls = || COUNTED_UPCASTS.load(std::sync::atomic::Ordering::SeqCst);
+    let with_middleware = EventBus::builder()
+        .middleware(middleware::from_fn(
+            "pass",
+            |env: middleware::Envelope, next: middleware::Next| next.run(env),
+        ))
+        .build()
+        .unwrap();
+    let with_async_handler = EventBus::new();
+    let seen = Log::default();
+    for (bus, async_handler) in [
+        (EventBus::new(), false),
+        (with_middleware, false),
+        (with_async_handler, true),
+    ] {
+        let line = log_to(&seen);
+        match async_handler {
+            false => bus.subscribe(move |e: &Counted| line(format!("{} {}", e.n, e.doubled))),
+            true => bus.subscribe(move |e: &Counted| {
+                let text = format!("{} {}", e.n, e.doubled);
+                let line = line.clone();
+                async move { line(text) }
+            }),
+        }
+        .forever();
+        let before = calls();
+        assert_eq!(bus.publish(CountedV1 { n: 21 }).await.handled(), 1);
+        assert_eq!(calls() - before, 1);
+        bus.emit(CountedV1 { n: 4 }).unwrap();
+        bus.shutdown().await;
+        assert_eq!(calls() - before, 2);
+    }
+    assert_eq!(*seen.lock().unwrap(), ["21 42", "4 8"].repeat(3));
+}

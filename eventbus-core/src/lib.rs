@@ -262,9 +262,10 @@ macro_rules! link {
 /// Not public API: used by code that `#[derive(Event)]` and `#[handler]` generate.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::engine::{upcast_then, InlineUpcaster};
     pub use crate::event::{
-        event_part, upcast_with, AnyEvent, CloneIfClone, CloneProbe, CloneUnavailable, EventPart,
-        EventProbe, EventType, IsEvent, NotEvent, Upcasted, UpcasterRegistration,
+        event_part, upcast_erased, AnyEvent, CloneIfClone, CloneProbe, CloneUnavailable, EventPart,
+        EventProbe, EventType, IsEvent, NotEvent, UpcastFn, Upcasted, UpcasterRegistration,
     };
     pub use crate::handler::{
         BoxFuture, EventRegistration, HandlerFn, HandlerParam, HandlerPolicy, HandlerRegistration,

@@ -3,6 +3,7 @@
 
 use super::pipeline::{run_afters, run_befores, Envelope, EnvelopeMut, Layer, Next};
 use super::router::{Plan, Step};
+use super::upcast::UpcastThen;
 use super::{contain_panic, DispatchMode, Engine};
 use crate::event::version::Upcast;
 use crate::event::{ErasedEvent, EventMeta, EventPart, OwnedEvent};
@@ -130,10 +131,18 @@ impl Engine {
             }
             Some(match (&plan.upcast, &plan.direct) {
                 // An old version only handlers of its next version take: run as that.
-                (Some(chain), Some(direct)) if !event.is_upcast() => {
-                    let next = chain.upcast_once(event);
-                    self.dispatch_plan_inline(direct, &*next, meta)
-                }
+                (Some(chain), Some(direct)) => match (direct.typed, event.plain()) {
+                    // (Returned as it is: the report is written in place, never moved.)
+                    (Some(typed), Some(old)) => {
+                        return typed(UpcastThen::new(self, old, &direct.plan, meta))
+                    }
+                    (None, Some(_)) => {
+                        let next = chain.upcast_once(event);
+                        self.dispatch_plan_inline(&direct.plan, &*next, meta)
+                    }
+                    // Upcast already (the end of a middleware chain): its versions are here.
+                    (_, None) => self.dispatch_plan_inline(plan, event, meta),
+                },
                 // An old version, upcast right here: its newer versions live on this stack.
                 (Some(chain), _) if !event.is_upcast() => {
                     self.dispatch_plan_inline(plan, &Upcast::borrowed(event, chain), meta)
@@ -145,7 +154,7 @@ impl Engine {
 
     /// Runs an inline plan (see `try_dispatch_inline`).
     #[inline]
-    fn dispatch_plan_inline(
+    pub(super) fn dispatch_plan_inline(
         &self,
         plan: &Plan,
         event: &dyn ErasedEvent,

@@ -7,7 +7,8 @@
 //!   caught, under its policy (timeout, retries, error callback);
 //! - [`pipeline`]: the middleware chain (`Middleware`, `Envelope`, `Next`);
 //! - [`lifecycle`]: emitted work, its in-flight cap, and graceful shutdown;
-//! - [`emit_queue`]: the queue that runs emitted events in batches.
+//! - [`emit_queue`]: the queue that runs emitted events in batches;
+//! - [`upcast`]: an `#[upcast]` fn compiled with the dispatch of what it makes.
 //!
 //! Handlers reach the engine only through [`FollowUps`], the narrow handle their `Context`
 //! holds.
@@ -17,9 +18,11 @@ mod invoke;
 mod lifecycle;
 pub(crate) mod pipeline;
 mod router;
+mod upcast;
 
 pub use lifecycle::{ShutdownReport, UnfinishedEvent};
 pub(crate) use router::Router;
+pub use upcast::{upcast_then, InlineUpcaster};
 
 use crate::event::{ErasedEvent, EventId, EventMeta, EventType, Headers};
 use crate::handler::{Context, FollowUps, SharedState, StateKeys};

@@ -10,6 +10,7 @@
 //!
 //! Nothing depends on link order.
 
+use super::upcast::{inline_upcasters, UpcastThenFn};
 use crate::event::version::{Chain, Upcasts};
 use crate::handler::{Callable, HandlerEntry};
 use crate::EventType;
@@ -47,7 +48,16 @@ pub(crate) struct Plan {
     /// For an old version one step from the current one, when no handler here takes a type
     /// only the old version has: the current version's own plan. Such an event can run as its
     /// next version alone, which costs the upcaster and one plain dispatch.
-    pub(crate) direct: Option<Arc<Plan>>,
+    pub(crate) direct: Option<Direct>,
+}
+
+/// How an old version runs as its next version alone.
+#[derive(Debug)]
+pub(crate) struct Direct {
+    /// The next version's plan.
+    pub(crate) plan: Arc<Plan>,
+    /// The upcaster compiled with that plan's dispatch, when it is an `#[upcast]` fn.
+    pub(crate) typed: Option<UpcastThenFn>,
 }
 
 type Plans = FxHashMap<TypeId, Arc<Plan>>;
@@ -61,11 +71,14 @@ pub(crate) struct Router {
     next_id: AtomicU64,
     /// The ways from old event versions to current ones, fixed when the bus is built.
     pub(crate) upcasts: Upcasts,
+    /// The typed fast path of the chains that start with an `#[upcast]` fn.
+    typed_upcasts: FxHashMap<TypeId, UpcastThenFn>,
 }
 
 impl Router {
     pub(crate) fn new(upcasts: Upcasts) -> Self {
         Router {
+            typed_upcasts: inline_upcasters(&upcasts),
             upcasts,
             ..Router::default()
         }
@@ -103,7 +116,7 @@ impl Router {
         if let Some(plan) = current.get(&type_id) {
             return Arc::clone(plan);
         }
-        let plan = Arc::new(resolve(&handlers, event_type, &self.upcasts));
+        let plan = Arc::new(resolve(&handlers, event_type, self));
         let mut plans = Plans::clone(&current);
         plans.insert(type_id, Arc::clone(&plan));
         self.plans.store(Arc::new(plans));
@@ -171,8 +184,9 @@ impl Router {
 fn resolve(
     handlers: &[Arc<HandlerEntry>],
     event_type: &'static EventType,
-    upcasts: &Upcasts,
+    router: &Router,
 ) -> Plan {
+    let upcasts = &router.upcasts;
     // (level, rank, type): an old version's event is seen through every version it upcasts to.
     let chain = upcasts.chain(event_type);
     let levels: Vec<(usize, usize, &'static EventType)> = match chain {
@@ -221,7 +235,10 @@ fn resolve(
     let direct = chain.filter(|chain| chain.is_one_step()).and_then(|chain| {
         let only_current = steps.iter().all(|step| chain.is_newest_at(step.level));
         let next = chain.next_version();
-        only_current.then(|| Arc::new(resolve(handlers, next, upcasts)))
+        only_current.then(|| Direct {
+            plan: Arc::new(resolve(handlers, next, router)),
+            typed: router.typed_upcasts.get(&event_type.type_id()).copied(),
+        })
     });
     Plan {
         steps: steps.into(),

@@ -12,7 +12,7 @@ pub(crate) use id::next_sequence;
 pub use id::{EventId, ParseEventIdError};
 pub use meta::EventMeta;
 #[doc(hidden)]
-pub use version::{upcast_with, Upcasted, UpcasterRegistration};
+pub use version::{upcast_erased, UpcastFn, Upcasted, UpcasterRegistration};
 
 use std::any::{Any, TypeId};
 use std::fmt;
@@ -99,9 +99,12 @@ pub(crate) trait ErasedEvent: Send + Sync {
     fn level_of(&self, type_id: TypeId) -> Option<usize> {
         self.event_type().level_of(type_id)
     }
-    /// Whether this is an old version carried with its newer ones ([`version::Upcast`]).
+    /// The event itself, as its own type's part; `None` for an old version carried with its
+    /// newer ones ([`version::Upcast`]).
+    fn plain(&self) -> Option<&EventPart>;
+    /// Whether this is an old version carried with its newer ones.
     fn is_upcast(&self) -> bool {
-        false
+        self.plain().is_none()
     }
     /// The most derived type, and its level, of the version of this event that is an
     /// `ancestor` (the event's own type for a plain event).
@@ -158,8 +161,8 @@ impl ErasedEvent for Box<dyn ErasedEvent> {
     fn level_of(&self, type_id: TypeId) -> Option<usize> {
         (**self).level_of(type_id)
     }
-    fn is_upcast(&self) -> bool {
-        (**self).is_upcast()
+    fn plain(&self) -> Option<&EventPart> {
+        (**self).plain()
     }
     fn own_type_of(&self, ancestor: TypeId) -> Option<(&'static EventType, usize)> {
         (**self).own_type_of(ancestor)
@@ -189,6 +192,9 @@ impl<E: Event> ErasedEvent for E {
     }
     fn part_mut(&mut self, level: usize) -> Option<&mut EventPart> {
         self.ancestor_at_mut(level)
+    }
+    fn plain(&self) -> Option<&EventPart> {
+        Some(self)
     }
     fn clone_event(&self) -> Option<AnyEvent> {
         Event::clone_event(self)

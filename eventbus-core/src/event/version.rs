@@ -61,11 +61,21 @@ impl fmt::Debug for Upcasted {
     }
 }
 
+/// An `#[upcast]` fn as its expansion names it: a local type that ties the fn to both of its
+/// versions (used by generated code). Naming the two types once, in this impl, makes an
+/// upcaster whose types are not events one error, at the type.
+#[doc(hidden)]
+pub trait UpcastFn: 'static {
+    type Old: Event;
+    type New: Event;
+    fn upcast(old: &Self::Old) -> Self::New;
+}
+
 /// Calls a typed upcaster on an erased old event (used by generated code).
 #[doc(hidden)]
-pub fn upcast_with<Old: Event, New: Event>(part: &EventPart, f: fn(&Old) -> New) -> Upcasted {
-    let old = super::event_part::<Old>(part);
-    Upcasted(super::OwnedEvent::small(f(old)))
+pub fn upcast_erased<U: UpcastFn>(part: &EventPart) -> Upcasted {
+    let old = super::event_part::<U::Old>(part);
+    Upcasted(super::OwnedEvent::small(U::upcast(old)))
 }
 
 /// How an upcaster is called: a fn pointer for `#[upcast]` fns (one indirect call), a
@@ -266,6 +276,11 @@ impl Chain {
     #[cfg_attr(not(feature = "wire"), allow(dead_code))]
     pub(crate) fn newest(&self) -> &'static EventType {
         self.upcasters[self.upcasters.len() - 1].to
+    }
+
+    /// The name of the first upcaster: an `#[upcast]` fn's full path.
+    pub(crate) fn first_name(&self) -> &str {
+        &self.upcasters[0].name
     }
 
     /// The version the first upcaster makes.
@@ -532,8 +547,8 @@ impl ErasedEvent for Upcast<'_> {
             .iter()
             .position(|l| l.ty.type_id() == type_id)
     }
-    fn is_upcast(&self) -> bool {
-        true
+    fn plain(&self) -> Option<&EventPart> {
+        None
     }
     fn own_type_of(&self, ancestor: TypeId) -> Option<(&'static EventType, usize)> {
         let levels = &self.chain().levels;
