@@ -239,6 +239,11 @@ impl Delivery {
         &self.id
     }
 
+    /// The transport's id for it, taken (to acknowledge it without a copy).
+    pub fn into_id(self) -> String {
+        self.id
+    }
+
     /// The payload, or why there is none.
     pub fn payload(&self) -> Result<&[u8], &str> {
         match &self.payload {
