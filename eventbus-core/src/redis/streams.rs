@@ -249,16 +249,14 @@ fn read_entry(entry: Value) -> RedisResult<Delivery> {
         return Ok(Delivery::unreadable(id, "the entry has no fields", 1));
     };
     let mut fields = fields.into_iter();
+    let mut ce = None;
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
         if matches!(&name, Value::BulkString(name) if name == b"ce") {
-            return Ok(match value {
-                Value::BulkString(bytes) => Delivery::new(id, bytes, 1),
-                Value::SimpleString(text) => Delivery::new(id, text.into_bytes(), 1),
-                _ => Delivery::unreadable(id, "the entry's `ce` field is not a string", 1),
-            });
+            ce = Some(value);
+            break;
         }
     }
-    Ok(Delivery::unreadable(id, "the entry has no `ce` field", 1))
+    Ok(ce_delivery(id, ce, 1))
 }
 
 fn unexpected(what: &str, got: &dyn std::fmt::Debug) -> redis::RedisError {
@@ -269,12 +267,19 @@ fn unexpected(what: &str, got: &dyn std::fmt::Debug) -> redis::RedisError {
     ))
 }
 
+/// A claimed entry, delivered `times` times.
 fn delivery(mut entry: StreamId, times: usize) -> Delivery {
     let times = u32::try_from(times).unwrap_or(u32::MAX);
-    match entry.map.remove("ce") {
-        Some(Value::BulkString(bytes)) => Delivery::new(entry.id, bytes, times),
-        Some(Value::SimpleString(text)) => Delivery::new(entry.id, text.into_bytes(), times),
-        _ => Delivery::unreadable(entry.id, "the entry has no `ce` field", times),
+    ce_delivery(entry.id, entry.map.remove("ce"), times)
+}
+
+/// An entry whose `ce` field (the CloudEvent) holds `ce`.
+fn ce_delivery(id: String, ce: Option<Value>, times: u32) -> Delivery {
+    match ce {
+        Some(Value::BulkString(bytes)) => Delivery::new(id, bytes, times),
+        Some(Value::SimpleString(text)) => Delivery::new(id, text.into_bytes(), times),
+        Some(_) => Delivery::unreadable(id, "the entry's `ce` field is not a string", times),
+        None => Delivery::unreadable(id, "the entry has no `ce` field", times),
     }
 }
 
