@@ -112,7 +112,9 @@ impl EventBus {
     /// handlers have run, even when the two race. On error the event was not dispatched, and
     /// is handed back in the [`EmitError`].
     pub fn emit<E: Event>(&self, event: E) -> Result<(), EmitError<E>> {
-        self.emit_with(event, Headers::new())
+        self.engine
+            .emit(event, EventMeta::root(E::TYPE))
+            .map_err(|(kind, event)| EmitError::new(kind, event))
     }
 
     /// [`emit`](Self::emit) with headers, which handlers read through
