@@ -93,6 +93,10 @@ impl Middleware for Outbound {
     }
 
     fn handle(&self, envelope: Envelope, next: Next) -> BoxFuture<'static, PublishReport> {
+        if envelope.origin().is_some() {
+            // Received from another process: never sent back out, so no future of our own.
+            return next.run(envelope);
+        }
         let inner = self.inner.clone();
         Box::pin(async move {
             let failure = send(&inner, &envelope).await.err();
@@ -108,11 +112,9 @@ impl Middleware for Outbound {
     }
 }
 
-/// Queues the event for every route it matches (once per topic).
+/// Queues the event for every route it matches (once per topic). (A received event never
+/// gets here: `handle` passes it on.)
 async fn send(inner: &Inner, envelope: &Envelope) -> Result<(), String> {
-    if envelope.origin().is_some() {
-        return Ok(()); // received from another process: never echoed back
-    }
     let event_type = envelope.event_type();
     let mut routes: Vec<&super::Route> = Vec::new();
     for route in &inner.routes {
