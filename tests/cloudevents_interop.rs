@@ -70,10 +70,7 @@ fn bridged(stream: &str) -> (EventBus, Bridge) {
         .block(Duration::from_millis(100))
         .build()
         .unwrap();
-    let bus = EventBus::builder()
-        .middleware(bridge.outbound())
-        .build()
-        .unwrap();
+    let bus = support::bus_for(&bridge);
     (bus, bridge)
 }
 
@@ -183,10 +180,7 @@ fn bridged_rabbit(topic: &str) -> (EventBus, Bridge) {
         .durable::<Order>(topic)
         .build()
         .unwrap();
-    let bus = EventBus::builder()
-        .middleware(bridge.outbound())
-        .build()
-        .unwrap();
+    let bus = support::bus_for(&bridge);
     (bus, bridge)
 }
 

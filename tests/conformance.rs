@@ -75,10 +75,7 @@ async fn service<T: Transport>(
     delay: Duration,
 ) -> (EventBus, Bridge) {
     let bridge = builder.build().unwrap();
-    let bus = EventBus::builder()
-        .middleware(bridge.outbound())
-        .build()
-        .unwrap();
+    let bus = redis_support::bus_for(&bridge);
     let log = received.clone();
     let instance = bridge.instance().to_owned();
     bus.subscribe(move |job: &Job| {
@@ -104,10 +101,7 @@ async fn service<T: Transport>(
 /// A started bus that only sends.
 async fn sender<T: Transport>(builder: BridgeBuilder<T>) -> (EventBus, Bridge) {
     let bridge = builder.build().unwrap();
-    let bus = EventBus::builder()
-        .middleware(bridge.outbound())
-        .build()
-        .unwrap();
+    let bus = redis_support::bus_for(&bridge);
     bridge.start(&bus).await.unwrap();
     (bus, bridge)
 }

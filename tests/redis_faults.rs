@@ -43,17 +43,11 @@ async fn pair(url: &str) -> Pair {
             .unwrap()
     };
     let sender = configure("sender");
-    let sender_bus = EventBus::builder()
-        .middleware(sender.outbound())
-        .build()
-        .unwrap();
+    let sender_bus = support::bus_for(&sender);
     sender.start(&sender_bus).await.unwrap();
 
     let receiver = configure("receiver");
-    let receiver_bus = EventBus::builder()
-        .middleware(receiver.outbound())
-        .build()
-        .unwrap();
+    let receiver_bus = support::bus_for(&receiver);
     receiver.start(&receiver_bus).await.unwrap();
     let pings = Arc::new(Mutex::new(Vec::new()));
     let jobs = Arc::new(Mutex::new(HashSet::new()));

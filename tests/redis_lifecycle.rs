@@ -43,10 +43,7 @@ async fn started_with<R>(
     handlers: impl FnOnce(&EventBus) -> R,
 ) -> ((EventBus, Bridge), R) {
     let bridge = builder.block(Duration::from_millis(100)).build().unwrap();
-    let bus = EventBus::builder()
-        .middleware(bridge.outbound())
-        .build()
-        .unwrap();
+    let bus = support::bus_for(&bridge);
     let subscribed = handlers(&bus);
     bridge.start(&bus).await.unwrap();
     ((bus, bridge), subscribed)
@@ -284,13 +281,7 @@ async fn starting_a_bridge_on_a_bus_without_its_outbound_side_is_an_error() {
         .durable::<Job>(unique("no-outbound"))
         .build()
         .unwrap();
-    for bus in [
-        EventBus::new(),
-        EventBus::builder()
-            .middleware(other.outbound())
-            .build()
-            .unwrap(),
-    ] {
+    for bus in [EventBus::new(), support::bus_for(&other)] {
         let error = bridge.start(&bus).await.unwrap_err();
         assert!(
             error
@@ -299,10 +290,7 @@ async fn starting_a_bridge_on_a_bus_without_its_outbound_side_is_an_error() {
             "{error}"
         );
     }
-    let bus = EventBus::builder()
-        .middleware(bridge.outbound())
-        .build()
-        .unwrap();
+    let bus = support::bus_for(&bridge);
     bridge.start(&bus).await.unwrap();
     assert!(bridge.shutdown().await.is_complete());
 }

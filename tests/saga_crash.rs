@@ -14,7 +14,7 @@ mod support;
 use eventbus_core::bridge::{Bridge, Unhandled};
 use eventbus_core::redis::{GroupStart, RedisTransport};
 use eventbus_core::saga::{PostgresStore, Sagas};
-use eventbus_core::{Context, EventBus, EventId};
+use eventbus_core::{Context, EventId};
 use fulfillment::*;
 use sqlx::postgres::PgConnectOptions;
 use std::process::{Child, Command, Stdio};
@@ -48,10 +48,7 @@ async fn consumer() {
         .block(Duration::from_millis(100))
         .build()
         .unwrap();
-    let bus = EventBus::builder()
-        .middleware(bridge.outbound())
-        .build()
-        .unwrap();
+    let bus = support::bus_for(&bridge);
     let store = PostgresStore::connect_with(options(&schema)).await.unwrap();
     let log = store.pool().clone();
     let _sagas = Sagas::builder()
@@ -153,10 +150,7 @@ async fn a_consumer_killed_mid_run_loses_and_repeats_nothing() {
         .on_unhandled(Unhandled::Acknowledge)
         .build()
         .unwrap();
-    let bus = EventBus::builder()
-        .middleware(producer.outbound())
-        .build()
-        .unwrap();
+    let bus = support::bus_for(&producer);
     producer.start(&bus).await.unwrap();
     let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
     let mut orders: Vec<u64> = (0..SAGAS).collect();

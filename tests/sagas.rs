@@ -291,10 +291,7 @@ async fn an_event_redelivered_by_the_durable_bridge_changes_nothing_the_second_t
         .block(Duration::from_millis(100))
         .build()
         .unwrap();
-    let bus = EventBus::builder()
-        .middleware(bridge.outbound())
-        .build()
-        .unwrap();
+    let bus = support::bus_for(&bridge);
     let sagas = Sagas::builder().saga::<Fulfillment>().start(&bus).unwrap();
     bridge.start(&bus).await.unwrap();
 
@@ -303,10 +300,7 @@ async fn an_event_redelivered_by_the_durable_bridge_changes_nothing_the_second_t
         .durable::<PaymentProcessed>(&stream)
         .build()
         .unwrap();
-    let payments = EventBus::builder()
-        .middleware(sender.outbound())
-        .build()
-        .unwrap();
+    let payments = support::bus_for(&sender);
     sender.start(&payments).await.unwrap();
     assert!(payments.publish(payment(7)).await.is_ok());
     let payload = first_cloudevent(&stream, LIMIT).await;

@@ -304,10 +304,7 @@ async fn sagas_and_bridge_routes_are_part_of_it() {
         .block(Duration::from_millis(100))
         .build()
         .unwrap();
-    let bus = EventBus::builder()
-        .middleware(bridge.outbound())
-        .build()
-        .unwrap();
+    let bus = support::bus_for(&bridge);
     let _sagas = Sagas::builder().saga::<Payment>().start(&bus).unwrap();
     bridge.start(&bus).await.unwrap();
     let topology = bus.topology();

@@ -60,10 +60,7 @@ async fn services(
 ) -> (EventBus, Bridge, Bridge, Seen) {
     let start = |route: BridgeBuilder<RedisTransport>| async move {
         let bridge = route.block(Duration::from_millis(100)).build().unwrap();
-        let bus = EventBus::builder()
-            .middleware(bridge.outbound())
-            .build()
-            .unwrap();
+        let bus = support::bus_for(&bridge);
         bridge.start(&bus).await.unwrap();
         (bus, bridge)
     };

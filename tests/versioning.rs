@@ -491,10 +491,7 @@ async fn a_producer_on_the_new_version_can_keep_sending_the_old_one() {
         .block(Duration::from_millis(100))
         .build()
         .unwrap();
-    let producer = EventBus::builder()
-        .middleware(producer_bridge.outbound())
-        .build()
-        .unwrap();
+    let producer = support::bus_for(&producer_bridge);
     let line = log_to(&log);
     producer
         .subscribe(move |e: &Placed| line(format!("producer {} {}", e.base.order_id, e.currency)))

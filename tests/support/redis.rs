@@ -54,12 +54,17 @@ pub async fn durable_service<E: eventbus_core::Event>(
     .block(Duration::from_millis(100))
     .build()
     .unwrap();
-    let bus = eventbus_core::EventBus::builder()
-        .middleware(bridge.outbound())
-        .build()
-        .unwrap();
+    let bus = bus_for(&bridge);
     bridge.start(&bus).await.unwrap();
     (bus, bridge)
+}
+
+/// A bus whose events `bridge` sends: its outbound middleware and nothing else.
+pub fn bus_for(bridge: &eventbus_core::bridge::Bridge) -> eventbus_core::EventBus {
+    eventbus_core::EventBus::builder()
+        .middleware(bridge.outbound())
+        .build()
+        .unwrap()
 }
 
 /// The CloudEvent (field `ce`) of the first entry of `stream`, once it holds one.
