@@ -70,12 +70,17 @@ impl EventBus {
     /// recorded in the report and the others still run. After [`shutdown`](Self::shutdown)
     /// the event is refused.
     pub async fn publish<E: Event>(&self, event: E) -> PublishReport {
-        // The fast path first, in this future: no nested future is built unless needed.
-        let (mut event, mut meta) = (event, EventMeta::root(E::TYPE));
-        if let Some(report) = self.engine.publish_now(&mut event, &mut meta) {
-            return report;
-        }
-        self.engine.run(event, meta).await
+        // The fast path first, in this future: no nested future is built unless needed. (In
+        // a block: the locals' storage ends before the await, so this future is not larger
+        // than the run's.)
+        let run = {
+            let (mut event, mut meta) = (event, EventMeta::root(E::TYPE));
+            if let Some(report) = self.engine.publish_now(&mut event, &mut meta) {
+                return report;
+            }
+            self.engine.run(event, meta)
+        };
+        run.await
     }
 
     /// [`publish`](Self::publish) with headers, which handlers read through
@@ -164,11 +169,14 @@ impl EventBus {
     /// else run. (`publish` spells this out itself: one nested future less on the hot path,
     /// which measurably moves less state per publish.)
     async fn publish_meta<E: OwnedEvent>(&self, event: E, meta: EventMeta) -> PublishReport {
-        let (mut event, mut meta) = (event, meta);
-        if let Some(report) = self.engine.publish_now(&mut event, &mut meta) {
-            return report;
-        }
-        self.engine.run(event, meta).await
+        let run = {
+            let (mut event, mut meta) = (event, meta);
+            if let Some(report) = self.engine.publish_now(&mut event, &mut meta) {
+                return report;
+            }
+            self.engine.run(event, meta)
+        };
+        run.await
     }
 
     /// Subscribes a handler of `E`: a closure or fn, sync or async (see [`Handler`] for the

@@ -21,7 +21,11 @@ use tracing::Instrument;
 impl Engine {
     /// Runs an accepted event: through the middleware when there is any, else straight to the
     /// handlers (no boxing on that path).
-    pub(crate) async fn run<E: OwnedEvent>(&self, event: E, meta: EventMeta) -> PublishReport {
+    pub(crate) async fn run<E: OwnedEvent>(
+        &self,
+        mut event: E,
+        mut meta: EventMeta,
+    ) -> PublishReport {
         if let Some(chain) = self.router.upcasts.chain(meta.event_type) {
             if !event.is_upcast() {
                 // An old version: from here on it travels with its newer versions.
@@ -32,24 +36,24 @@ impl Engine {
         // Middleware and async handlers may read the time after awaiting: take it now.
         meta.stamp();
         let layers = self.layers();
-        if layers.is_empty() {
-            self.dispatch(&event, &meta).await
-        } else if self.hooks_only() {
-            // Only sync middleware: its hooks run around the dispatch, nothing is boxed.
-            let (mut event, mut meta) = (event, meta);
-            let (stop, ended) =
-                run_befores(layers, 0, &mut EnvelopeMut::new(&mut event, &mut meta));
-            let mut report = match ended {
-                Some(report) => report,
-                None => self.dispatch(&event, &meta).await,
-            };
-            run_afters(layers, 0, stop, &mut report);
-            report
-        } else {
-            Next::start(self.arc())
+        if !self.hooks_only() {
+            return Next::start(self.arc())
                 .run(Envelope::new(event.boxed(), meta))
-                .await
+                .await;
         }
+        // No middleware, or only sync middleware whose hooks run around the dispatch: nothing
+        // is boxed. (One dispatch for both, and the arguments used in place, not moved to
+        // locals: every byte of this future is moved when a publish is built.)
+        let (stop, ended) = match layers.is_empty() {
+            true => (0, None),
+            false => run_befores(layers, 0, &mut EnvelopeMut::new(&mut event, &mut meta)),
+        };
+        let mut report = match ended {
+            Some(report) => report,
+            None => self.dispatch(&event, &meta).await,
+        };
+        run_afters(layers, 0, stop, &mut report);
+        report
     }
 
     /// Runs an upcast event the full way. (Boxed: `run` recurses into itself here.)
@@ -129,26 +133,26 @@ impl Engine {
             if !plan.inline {
                 return None;
             }
-            Some(match (&plan.upcast, &plan.direct) {
+            // Each arm returns its run's result as it is: the report is written in place.
+            match (&plan.upcast, &plan.direct) {
                 // An old version only handlers of its next version take: run as that.
                 (Some(chain), Some(direct)) => match (direct.typed, event.plain()) {
-                    // (Returned as it is: the report is written in place, never moved.)
                     (Some(typed), Some(old)) => {
-                        return typed(UpcastThen::new(self, old, &direct.plan, meta))
+                        typed(UpcastThen::new(self, old, &direct.plan, meta))
                     }
                     (None, Some(_)) => {
                         let next = chain.upcast_once(event);
-                        self.dispatch_plan_inline(&direct.plan, &*next, meta)
+                        self.run_plan_inline(&direct.plan, &*next, meta)
                     }
                     // Upcast already (the end of a middleware chain): its versions are here.
-                    (_, None) => self.dispatch_plan_inline(plan, event, meta),
+                    (_, None) => self.run_plan_inline(plan, event, meta),
                 },
                 // An old version, upcast right here: its newer versions live on this stack.
                 (Some(chain), _) if !event.is_upcast() => {
-                    self.dispatch_plan_inline(plan, &Upcast::borrowed(event, chain), meta)
+                    self.run_plan_inline(plan, &Upcast::borrowed(event, chain), meta)
                 }
-                _ => self.dispatch_plan_inline(plan, event, meta),
-            })
+                _ => self.run_plan_inline(plan, event, meta),
+            }
         })
     }
 
@@ -164,6 +168,19 @@ impl Engine {
         let traced = tracing::level_enabled!(tracing::Level::DEBUG);
         self.call_all_inline(&plan.steps, event, meta, traced, &mut report);
         self.conclude(report, event, meta)
+    }
+
+    /// [`dispatch_plan_inline`](Self::dispatch_plan_inline) in the shape of the inline path's
+    /// result (`Some` always), which its callers return as it is. Not inlined: each caller
+    /// then passes its own result slot down, and the report is never moved.
+    #[inline(never)]
+    fn run_plan_inline(
+        &self,
+        plan: &Plan,
+        event: &dyn ErasedEvent,
+        meta: &EventMeta,
+    ) -> Option<PublishReport> {
+        Some(self.dispatch_plan_inline(plan, event, meta))
     }
 
     /// Whether a publish of this type would run inline (see `try_dispatch_inline`).
@@ -248,9 +265,12 @@ impl Engine {
                                 let none = tracing::Span::none();
                                 settle(&step.handler, &none, ctx, to_failure(outcome), 1)
                             }
+                            // Traced, or under a policy: boxed, so that the rare path's large
+                            // state does not grow every publish's future (which is moved
+                            // when built, on the inline path too).
                             (_, None) => {
                                 let slot = Some((&mut slot, plan.async_layout));
-                                self.call_async(step, event, meta, slot).await
+                                Box::pin(self.call_async(step, event, meta, slot)).await
                             }
                         };
                     report.record(failure);

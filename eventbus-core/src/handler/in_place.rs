@@ -211,36 +211,60 @@ impl Drop for FutureSlot {
     }
 }
 
-/// Calls an async handler with its future built in `slot`, and awaits it. A panic while the
-/// future is built or polled is returned as `Err`; the future is dropped before this returns,
-/// or when this future is dropped.
-pub(crate) async fn call_in_place<'a>(
+/// Calls an async handler with its future built in `slot`, at once; the call's future then
+/// polls it. A panic while the future is built or polled is its `Err`; the handler's future is
+/// dropped when the call's is (also when it is cancelled). Not an `async fn`: the call's
+/// future is three words, where an `async fn` would store its arguments and its locals, and
+/// every publish's future would carry them.
+pub(crate) fn call_in_place<'a>(
     handler: &'a dyn InPlace,
-    slot: &mut FutureSlot,
+    slot: &'a mut FutureSlot,
     hint: Layout,
     part: &'a EventPart,
     ctx: Context<'a>,
-) -> Result<HandlerResult, super::Panic> {
-    let live = {
-        let place = slot.place(handler.layout(), hint);
-        // SAFETY: `place` is valid and aligned for the handler's layout and holds nothing; the
-        // slot is borrowed mutably until this returns, so nothing moves or reuses it; `Live`
-        // drops the future before this function's borrows (`'a`) end.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
-            handler.start(place, part, ctx)
-        }))?;
-        Live { handler, place }
-    };
-    // `live` moves into the poll function: the future is dropped with it, at the end of this
-    // statement, or earlier if this call is cancelled.
-    let mut live = live;
-    std::future::poll_fn(move |cx| live.poll(cx)).await
+) -> InPlaceCall<'a> {
+    let place = slot.place(handler.layout(), hint);
+    // SAFETY: `place` is valid and aligned for the handler's layout and holds nothing; the
+    // slot stays borrowed mutably by the `Live` returned (lifetime `'a`), so nothing moves or
+    // reuses it while the future lives; `Live` drops the future before `'a` ends.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+        handler.start(place, part, ctx)
+    })) {
+        Ok(()) => InPlaceCall::Live(Live {
+            handler,
+            place,
+            slot: PhantomData,
+        }),
+        Err(panic) => InPlaceCall::Failed(Some(panic)),
+    }
+}
+
+/// The future of [`call_in_place`]: the handler's future, or the panic that building it
+/// raised.
+pub(crate) enum InPlaceCall<'a> {
+    Live(Live<'a>),
+    Failed(Option<super::Panic>),
+}
+
+impl Future for InPlaceCall<'_> {
+    type Output = Result<HandlerResult, super::Panic>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            InPlaceCall::Live(live) => live.poll(cx),
+            InPlaceCall::Failed(panic) => Poll::Ready(Err(panic
+                .take()
+                .expect("a call's future is not polled after it completed"))),
+        }
+    }
 }
 
 /// A future living in a slot: dropped with this guard (also when the call is cancelled).
-struct Live<'a> {
+pub(crate) struct Live<'a> {
     handler: &'a dyn InPlace,
     place: NonNull<u8>,
+    /// The slot the future lives in, borrowed for as long as it does.
+    slot: PhantomData<&'a mut FutureSlot>,
 }
 
 // SAFETY: it only points at a `Send` future that it polls and drops; `handler` is `Sync`.
