@@ -44,14 +44,17 @@ impl Engine {
         // No middleware, or only sync middleware whose hooks run around the dispatch: nothing
         // is boxed. (One dispatch for both, and the arguments used in place, not moved to
         // locals: every byte of this future is moved when a publish is built.)
-        let (stop, ended) = match layers.is_empty() {
-            true => (0, None),
-            false => run_befores(layers, 0, &mut EnvelopeMut::new(&mut event, &mut meta)),
+        let stop = match layers.is_empty() {
+            true => 0,
+            false => match run_befores(layers, 0, &mut EnvelopeMut::new(&mut event, &mut meta)) {
+                (stop, Some(mut report)) => {
+                    run_afters(layers, 0, stop, &mut report);
+                    return report;
+                }
+                (stop, None) => stop,
+            },
         };
-        let mut report = match ended {
-            Some(report) => report,
-            None => self.dispatch(&event, &meta).await,
-        };
+        let mut report = self.dispatch(&event, &meta).await;
         run_afters(layers, 0, stop, &mut report);
         report
     }
