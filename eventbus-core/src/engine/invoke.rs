@@ -177,7 +177,7 @@ impl Engine {
     /// result (`Some` always), which its callers return as it is. Not inlined: each caller
     /// then passes its own result slot down, and the report is never moved.
     #[inline(never)]
-    fn run_plan_inline(
+    pub(super) fn run_plan_inline(
         &self,
         plan: &Plan,
         event: &dyn ErasedEvent,

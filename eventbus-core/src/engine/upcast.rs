@@ -83,10 +83,7 @@ impl<'a> UpcastThen<'a> {
 #[doc(hidden)]
 pub fn upcast_then<U: UpcastFn>(then: UpcastThen<'_>) -> Option<PublishReport> {
     let next = U::upcast(event_part::<U::Old>(then.old));
-    Some(
-        then.engine
-            .dispatch_plan_inline(then.plan, &next, then.meta),
-    )
+    then.engine.run_plan_inline(then.plan, &next, then.meta)
 }
 
 /// The typed fast path of each chain whose first step is an `#[upcast]` fn, by the type it
