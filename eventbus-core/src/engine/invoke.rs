@@ -353,10 +353,10 @@ impl Engine {
             .filter(|_| handler.callable.is_async())
     }
 
-    /// Async handlers, and handlers with a timeout or retries. Only the policy path is boxed:
-    /// its timer state is large, and paying to move it on every call would tax the rest. With
-    /// a `slot` (and the plan's largest future), a plain async handler's future is built in
-    /// it instead of a box of its own.
+    /// Async handlers, and handlers with a timeout or retries. Its future is large (timer
+    /// state): `dispatch` boxes it, and `join_all` keeps it on the heap, so no publish's own
+    /// future carries it. With a `slot` (and the plan's largest future), a plain async
+    /// handler's future is built in it instead of a box of its own.
     async fn call_async(
         &self,
         step: &Step,
@@ -367,7 +367,7 @@ impl Engine {
         let handler = &step.handler;
         let timeout = self.timeout_of(handler);
         if timeout.is_some() || handler.policy.retries > 0 {
-            return Box::pin(self.call_with_policy(step, event, meta, timeout)).await;
+            return self.call_with_policy(step, event, meta, timeout).await;
         }
         let (part, ctx) = self.prepare(step, event, meta);
         let span = handler_span(handler, meta);
