@@ -161,7 +161,7 @@ impl Engine {
 
     /// Runs an inline plan (see `try_dispatch_inline`).
     #[inline]
-    pub(super) fn dispatch_plan_inline(
+    fn dispatch_plan_inline(
         &self,
         plan: &Plan,
         event: &dyn ErasedEvent,
