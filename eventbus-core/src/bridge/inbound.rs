@@ -6,6 +6,7 @@ use crate::wire::Envelope;
 use crate::EventBus;
 use rustc_hash::FxHashSet;
 use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -23,6 +24,7 @@ pub(crate) async fn consume(
         Mode::Durable => inner.settings.dedup_window,
         Mode::Broadcast => 0,
     });
+    let mut origin = LastOrigin::default();
     let mut backoff = None;
     while !inner.stopping() {
         let received = match mode {
@@ -42,7 +44,7 @@ pub(crate) async fn consume(
         backoff = None;
         let mut settled = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            let outcome = handle(&inner, &bus, mode, &mut seen, &delivery).await;
+            let outcome = handle(&inner, &bus, mode, (&mut seen, &mut origin), &delivery).await;
             settled.push(Settled { delivery, outcome });
         }
         if let Err(error) = subscriber.settle(settled).await {
@@ -75,7 +77,7 @@ async fn handle(
     inner: &Inner,
     bus: &EventBus,
     mode: Mode,
-    seen: &mut Dedup,
+    (seen, origin): (&mut Dedup, &mut LastOrigin),
     delivery: &Delivery,
 ) -> Outcome {
     let diagnostics = &inner.diagnostics;
@@ -108,12 +110,13 @@ async fn handle(
         }
     };
     let key = seen.key(&incoming.source, &incoming.remote_id);
-    if key.as_deref().is_some_and(|key| seen.contains(key)) {
+    if key.is_some_and(|key| seen.contains(key)) {
         Diagnostics::bump(&diagnostics.duplicates);
         return Outcome::Ack;
     }
     let report = {
-        let (event, meta) = incoming.into_event();
+        let origin = origin.of(&incoming.source);
+        let (event, meta) = incoming.into_event(Some(origin));
         let span = crate::wire::receive_span(&meta);
         bus.publish_received(event, meta).instrument(span).await
     };
@@ -185,38 +188,65 @@ fn dead_letter(inner: &Inner, durable: bool, reason: String) -> Outcome {
     Outcome::DeadLetter(reason)
 }
 
-/// The last `capacity` keys seen, oldest forgotten first.
+/// The sender of the last event received, shared by the metadata of every event it sends in a
+/// row (one allocation per change of sender, not per event).
+#[derive(Default)]
+struct LastOrigin(Option<Arc<str>>);
+
+impl LastOrigin {
+    fn of(&mut self, source: &str) -> Arc<str> {
+        match &self.0 {
+            Some(last) if **last == *source => last.clone(),
+            _ => self.0.insert(source.into()).clone(),
+        }
+    }
+}
+
+/// The last `capacity` events seen, oldest forgotten first. An event is kept as a 128-bit
+/// keyed hash of its source and id, not as the text: no allocation per event, and a small,
+/// cache-friendly set. Two different events share a key with a probability of about
+/// `capacity² / 2¹²⁹` (10⁻³¹ for the default window), and since the keys are secret and
+/// random per consumer, a sender cannot craft a collision to have an event dropped.
 struct Dedup {
     capacity: usize,
-    order: VecDeque<Arc<str>>,
-    keys: FxHashSet<Arc<str>>,
+    /// Two independently keyed SipHash states: the two halves of a key.
+    hashers: [RandomState; 2],
+    order: VecDeque<u128>,
+    keys: FxHashSet<u128>,
 }
 
 impl Dedup {
     fn new(capacity: usize) -> Self {
         Dedup {
             capacity,
+            hashers: [RandomState::new(), RandomState::new()],
             order: VecDeque::new(),
             keys: FxHashSet::default(),
         }
     }
 
     /// The key of an event from `source` with id `id`; `None` when the window is off (a
-    /// broadcast, or `dedup_window(0)`), so nothing is built for it.
-    fn key(&self, source: &str, id: &str) -> Option<String> {
-        (self.capacity > 0).then(|| format!("{source}\u{0}{id}"))
+    /// broadcast, or `dedup_window(0)`), so nothing is computed for it.
+    fn key(&self, source: &str, id: &str) -> Option<u128> {
+        (self.capacity > 0).then(|| {
+            let [high, low] = self.hashers.each_ref().map(|state| {
+                let mut hasher = state.build_hasher();
+                // Hashing a `str` ends it with a marker byte, so ("ab", "c") and ("a", "bc")
+                // differ.
+                source.hash(&mut hasher);
+                id.hash(&mut hasher);
+                hasher.finish()
+            });
+            (u128::from(high) << 64) | u128::from(low)
+        })
     }
 
-    fn contains(&self, key: &str) -> bool {
-        self.keys.contains(key)
+    fn contains(&self, key: u128) -> bool {
+        self.keys.contains(&key)
     }
 
-    fn insert(&mut self, key: String) {
-        if self.capacity == 0 {
-            return;
-        }
-        let key: Arc<str> = key.into();
-        if !self.keys.insert(key.clone()) {
+    fn insert(&mut self, key: u128) {
+        if self.capacity == 0 || !self.keys.insert(key) {
             return;
         }
         self.order.push_back(key);
@@ -235,12 +265,25 @@ mod tests {
     #[test]
     fn dedup_forgets_the_oldest_past_capacity() {
         let mut dedup = Dedup::new(2);
-        dedup.insert("a".into());
-        dedup.insert("b".into());
-        dedup.insert("a".into());
-        assert!(dedup.contains("a") && dedup.contains("b"));
-        dedup.insert("c".into());
-        assert!(!dedup.contains("a"));
-        assert!(dedup.contains("b") && dedup.contains("c"));
+        let key = |id| dedup.key("svc", id).unwrap();
+        let (a, b, c) = (key("a"), key("b"), key("c"));
+        dedup.insert(a);
+        dedup.insert(b);
+        dedup.insert(a);
+        assert!(dedup.contains(a) && dedup.contains(b));
+        dedup.insert(c);
+        assert!(!dedup.contains(a));
+        assert!(dedup.contains(b) && dedup.contains(c));
+    }
+
+    #[test]
+    fn dedup_keys_tell_source_and_id_apart() {
+        let dedup = Dedup::new(1);
+        let key = |source, id| dedup.key(source, id).unwrap();
+        assert_eq!(key("svc", "1"), key("svc", "1"));
+        assert_ne!(key("svc", "1"), key("svc", "2"));
+        assert_ne!(key("ab", "c"), key("a", "bc"));
+        assert_ne!(key("svc", "1"), key("other", "1"));
+        assert_eq!(Dedup::new(0).key("svc", "1"), None);
     }
 }

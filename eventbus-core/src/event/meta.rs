@@ -119,7 +119,7 @@ impl EventMeta {
     }
 
     /// An event received from another process: its ids, time and headers as sent, and the
-    /// service that sent it.
+    /// service that sent it (`None`: published as this process's own).
     #[cfg_attr(not(feature = "wire"), allow(dead_code))]
     pub(crate) fn received(
         event_type: &'static EventType,
@@ -127,7 +127,7 @@ impl EventMeta {
         time: SystemTime,
         (correlation_id, causation_id): (EventId, Option<EventId>),
         headers: Headers,
-        origin: &str,
+        origin: Option<Arc<str>>,
     ) -> Self {
         EventMeta {
             id: Identity::Given(id),
@@ -138,7 +138,7 @@ impl EventMeta {
             ancestry: Some(Arc::new(Ancestry {
                 correlation_id,
                 causation_id,
-                origin: Some(origin.into()),
+                origin,
                 cause: None,
             })),
             awaited_by_shutdown: false,
@@ -271,22 +271,6 @@ impl EventMeta {
     /// it (the CloudEvents `source`); `None` for local events.
     pub fn origin(&self) -> Option<&str> {
         self.ancestry.as_ref().and_then(|a| a.origin.as_deref())
-    }
-
-    /// Forgets the sending service: the event is published here again (a saga relays what
-    /// another process committed).
-    #[cfg_attr(not(feature = "wire"), allow(dead_code))]
-    pub(crate) fn clear_origin(&mut self) {
-        if let Some(ancestry) = &mut self.ancestry {
-            if ancestry.origin.is_some() {
-                *ancestry = Arc::new(Ancestry {
-                    correlation_id: ancestry.correlation_id,
-                    causation_id: ancestry.causation_id,
-                    origin: None,
-                    cause: ancestry.cause.clone(),
-                });
-            }
-        }
     }
 
     /// Whether the published event is a `T` (its concrete type or an ancestor).

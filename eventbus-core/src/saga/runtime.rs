@@ -494,16 +494,15 @@ async fn relay(shared: Arc<Shared>, bus: Arc<dyn FollowUps>, every: Duration) {
             let counters = shared.stats.get(entry.saga.as_str());
             let decoded = crate::wire::Envelope::parse(entry.payload.as_bytes())
                 .and_then(crate::wire::Envelope::decode);
-            let (event, mut meta) = match decoded {
-                Ok(incoming) => incoming.into_event(),
+            let (event, meta) = match decoded {
+                // Our own event, not one received: the bridge may send it on.
+                Ok(incoming) => incoming.into_event(None),
                 Err(error) => {
                     // Left in place: a build of this service that knows the type may take it.
                     tracing::error!(saga = %entry.saga, key = %entry.key, id = %entry.id, %error, "saga outbox entry cannot be decoded here");
                     continue;
                 }
             };
-            // Our own event, not one received: the bridge may send it on.
-            meta.clear_origin();
             let report = bus.publish_as(meta, event.0).await;
             if report.refusal() == Some(&crate::Refusal::ShutDown) {
                 // The bus is gone: what is left of the claim falls due again when the lease

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -174,29 +175,33 @@ fn is_extension_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-/// A decoded CloudEvent, ready to be published on the local bus.
-pub(crate) struct Incoming {
+/// A decoded CloudEvent, ready to be published on the local bus; its ids borrowed from the
+/// message.
+pub(crate) struct Incoming<'a> {
     pub(crate) event: AnyEvent,
     pub(crate) id: EventId,
     /// The `id` attribute as sent, for de-duplication.
-    pub(crate) remote_id: String,
-    pub(crate) source: String,
+    pub(crate) remote_id: Cow<'a, str>,
+    /// The `source` attribute: the service that sent it.
+    pub(crate) source: Cow<'a, str>,
     pub(crate) time: SystemTime,
     pub(crate) correlation_id: EventId,
     pub(crate) causation_id: Option<EventId>,
     pub(crate) headers: Headers,
 }
 
-impl Incoming {
-    /// The event and its metadata, as the bus publishes them.
-    pub(crate) fn into_event(self) -> (AnyEvent, EventMeta) {
+impl Incoming<'_> {
+    /// The event and its metadata, as the bus publishes them. `origin` is the sending service
+    /// as the metadata tells it (`source`, shared by the caller across events), or `None` to
+    /// publish the event as this process's own.
+    pub(crate) fn into_event(self, origin: Option<Arc<str>>) -> (AnyEvent, EventMeta) {
         let meta = EventMeta::received(
             self.event.event_type(),
             self.id,
             self.time,
             (self.correlation_id, self.causation_id),
             self.headers,
-            &self.source,
+            origin,
         );
         (self.event, meta)
     }
@@ -314,7 +319,11 @@ impl<'a> Envelope<'a> {
             eventversion,
             data,
             extensions,
-        } = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
+        } = std::str::from_utf8(bytes)
+            // Checked once for the whole message: read from a `str`, serde_json does not
+            // check each string again.
+            .map_err(|e| malformed(format!("not UTF-8: {e}")))
+            .and_then(|text| serde_json::from_str(text).map_err(|e| malformed(e.to_string())))?;
         let specversion = string(specversion, "specversion", true)?.unwrap_or_default();
         if specversion != SPEC_VERSION {
             return Err(malformed(format!(
@@ -356,7 +365,7 @@ impl<'a> Envelope<'a> {
     pub(crate) fn decode_unless(
         bytes: &'a [u8],
         is_own: impl FnOnce(&Self) -> bool,
-    ) -> Result<Option<Incoming>, DecodeError> {
+    ) -> Result<Option<Incoming<'a>>, DecodeError> {
         let envelope = Self::parse(bytes)?;
         if is_own(&envelope) {
             return Ok(None);
@@ -375,7 +384,7 @@ impl<'a> Envelope<'a> {
     }
 
     /// Rebuilds the typed event by its registered (name, version).
-    pub(crate) fn decode(self) -> Result<Incoming, DecodeError> {
+    pub(crate) fn decode(self) -> Result<Incoming<'a>, DecodeError> {
         let Envelope { name, version, .. } = &self;
         let registration = registry()
             .by_name(name, *version)
@@ -413,8 +422,8 @@ impl<'a> Envelope<'a> {
             id,
             correlation_id: self.correlation_id.unwrap_or(id),
             causation_id: self.causation_id,
-            remote_id: self.remote_id.into_owned(),
-            source: self.source.into_owned(),
+            remote_id: self.remote_id,
+            source: self.source,
             time: self.time,
             headers,
         })
@@ -577,7 +586,7 @@ mod tests {
     use crate::Event;
     use serde::Deserialize;
 
-    fn decode(bytes: &[u8]) -> Result<Incoming, DecodeError> {
+    fn decode(bytes: &[u8]) -> Result<Incoming<'_>, DecodeError> {
         Envelope::parse(bytes)?.decode()
     }
 
@@ -677,6 +686,14 @@ mod tests {
             decode(v.to_string().as_bytes()).err(),
             Some(DecodeError::Malformed("missing `id`".into()))
         );
+        // A byte that is not UTF-8 inside a string.
+        let source = good.find(r#""source":"s""#).unwrap() + r#""source":""#.len();
+        let mut bytes = good.into_bytes();
+        bytes[source] = 0xff;
+        assert!(matches!(
+            decode(&bytes).err(),
+            Some(DecodeError::Malformed(why)) if why.starts_with("not UTF-8")
+        ));
     }
 
     #[test]
@@ -744,8 +761,8 @@ mod tests {
             ("2026-11-29T16:01:00-15:59", at(0)),
         ];
         for (text, expected) in cases {
-            let incoming = decode(with_attribute("time", text.into()).as_bytes())
-                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            let json = with_attribute("time", text.into());
+            let incoming = decode(json.as_bytes()).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(incoming.time, expected, "{text}");
         }
         for bad in [
@@ -772,8 +789,8 @@ mod tests {
     #[test]
     fn eventversion_reads_as_a_number_or_its_canonical_string() {
         for (value, version) in [(serde_json::json!(2), 2), (serde_json::json!("2"), 2)] {
-            let incoming = decode(with_attribute("eventversion", value.clone()).as_bytes());
-            let incoming = incoming.unwrap_or_else(|e| panic!("{value}: {e}"));
+            let json = with_attribute("eventversion", value.clone());
+            let incoming = decode(json.as_bytes()).unwrap_or_else(|e| panic!("{value}: {e}"));
             assert_eq!(incoming.event.event_type().version(), version);
         }
         assert_eq!(
