@@ -374,6 +374,60 @@ async fn send_only_routes_do_not_receive<B: Broker>(broker: &B) {
     broker.remove(&topic, &["producer", "consumer"]).await;
 }
 
+/// Durable: what is sent to a topic before any service subscribed is kept by the broker
+/// (Redis: in the stream, for a group that starts at its beginning) or counted as lost
+/// (RabbitMQ: returned, `send_unroutable`), never lost in silence; once a service subscribed,
+/// it gets what follows.
+async fn sent_before_any_subscriber_is_kept_or_counted<B: Broker>(broker: &B) {
+    let topic = unique("unsubscribed");
+    let (tx_bus, tx) = sender(broker.builder("orders").send_durable::<Job>(&topic)).await;
+    send(&tx_bus, 0..5).await;
+    let accounted = |tx: &Bridge| {
+        let d = tx.diagnostics();
+        d.sent + d.send_unroutable
+    };
+    wait_until("the 5 early jobs are accounted for", LIMIT, || {
+        let done = accounted(&tx) == 5;
+        async move { done }
+    })
+    .await;
+    let early = tx.diagnostics();
+    if B::KEEPS_UNSUBSCRIBED {
+        assert_eq!((early.sent, early.send_unroutable), (5, 0));
+    } else {
+        assert_eq!((early.sent, early.send_unroutable), (0, 5));
+    }
+
+    let received = Received::default();
+    let (_rx_bus, rx) = service(
+        broker.builder("billing").durable::<DomainEvent>(&topic),
+        &received,
+        Duration::ZERO,
+    )
+    .await;
+    send(&tx_bus, 5..10).await;
+    // The suite's Redis groups start at the beginning of their stream: the kept jobs arrive.
+    let expected: BTreeSet<u64> = if B::KEEPS_UNSUBSCRIBED {
+        (0..10).collect()
+    } else {
+        (5..10).collect()
+    };
+    until_received(
+        "the jobs sent after the subscription",
+        &received,
+        expected.len(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(received.distinct(), expected);
+    assert!(tx.shutdown().await.is_complete());
+    assert!(rx.shutdown().await.is_complete());
+    let late = tx.diagnostics();
+    assert_eq!(late.sent - early.sent, 5);
+    assert_eq!(late.send_unroutable, early.send_unroutable);
+    broker.remove(&topic, &["orders", "billing"]).await;
+}
+
 /// Durable: 10 000 jobs with the broker killed (`kill -9`) and restarted twice in the middle:
 /// every job arrives.
 async fn crashes_lose_nothing<B: Broker>(broker: &mut B) {
@@ -453,6 +507,11 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn send_only_routes_do_not_receive() {
                 super::send_only_routes_do_not_receive(&$shared).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sent_before_any_subscriber_is_kept_or_counted() {
+                super::sent_before_any_subscriber_is_kept_or_counted(&$shared).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,10 @@ pub const SHARED_AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub trait Broker {
     type Transport: Transport;
 
+    /// Whether a durable topic keeps what is sent to it before any service subscribed (a
+    /// Redis stream does; a RabbitMQ exchange with no queue bound returns it).
+    const KEEPS_UNSUBSCRIBED: bool;
+
     /// A bridge builder for `service`, with short retry delays so the suite runs fast.
     fn builder(&self, service: &str) -> BridgeBuilder<Self::Transport>;
 
@@ -65,6 +69,7 @@ impl Redis {
 
 impl Broker for Redis {
     type Transport = RedisTransport;
+    const KEEPS_UNSUBSCRIBED: bool = true;
 
     fn builder(&self, service: &str) -> BridgeBuilder<RedisTransport> {
         Bridge::builder(RedisTransport::new(&self.url), service)
@@ -155,6 +160,7 @@ impl Rabbit {
 
 impl Broker for Rabbit {
     type Transport = RabbitTransport;
+    const KEEPS_UNSUBSCRIBED: bool = false;
 
     fn builder(&self, service: &str) -> BridgeBuilder<RabbitTransport> {
         Bridge::builder(RabbitTransport::new(&self.url), service)

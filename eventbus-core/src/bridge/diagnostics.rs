@@ -47,6 +47,10 @@ counters! {
     /// Events the server rejected (an error reply): broadcasts at once, durable events after
     /// several tries.
     send_failed_reply,
+    /// Durable events the broker could store for nobody, since no service had subscribed
+    /// to their topic yet (RabbitMQ: no queue bound); given up at once, logged with their
+    /// payload.
+    send_unroutable,
     /// Broadcasts dropped because the send queue was full.
     send_dropped_full,
     /// Events refused because the bridge was shut down (handled locally only).

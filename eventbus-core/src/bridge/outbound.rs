@@ -284,6 +284,12 @@ fn settle_replies(
                 Diagnostics::bump(&diagnostics.sent);
                 return false;
             }
+            Some(Err(error)) if error.is_unroutable() => {
+                // Sending it again would reach nobody either, and hold up the events behind it.
+                Diagnostics::bump(&diagnostics.send_unroutable);
+                tracing::error!(%error, topic = %item.topic, payload = %item.payload, "no subscriber could receive the durable event: it is lost");
+                return false;
+            }
             Some(Err(error)) => error.to_string(),
             None => "the transport gave no reply for it".to_owned(),
         };

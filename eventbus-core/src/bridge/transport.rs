@@ -285,6 +285,7 @@ pub struct Settled {
 pub struct TransportError {
     transport: &'static str,
     source: Box<dyn Error + Send + Sync>,
+    unroutable: bool,
 }
 
 impl TransportError {
@@ -293,7 +294,29 @@ impl TransportError {
         TransportError {
             transport,
             source: source.into(),
+            unroutable: false,
         }
+    }
+
+    /// The reply to a durable message the broker took but could store for nobody: no
+    /// service has subscribed to its topic yet (RabbitMQ returns such a message). The
+    /// bridge does not send it again; it counts it
+    /// ([`send_unroutable`](super::DiagnosticsSnapshot::send_unroutable)) and logs it with
+    /// its payload.
+    pub fn unroutable(
+        transport: &'static str,
+        source: impl Into<Box<dyn Error + Send + Sync>>,
+    ) -> Self {
+        TransportError {
+            unroutable: true,
+            ..Self::new(transport, source)
+        }
+    }
+
+    /// Whether this is the reply to a message no subscriber could receive (see
+    /// [`unroutable`](Self::unroutable)).
+    pub fn is_unroutable(&self) -> bool {
+        self.unroutable
     }
 
     /// The transport's name.

@@ -15,8 +15,11 @@
 //!   queue counts deliveries, `x-delivery-count`); a dead letter is published, with its
 //!   reason in the header `x-eventbus-reason`, to the exchange `eventbus.dead`, into the
 //!   durable queue `<service>.<topic>.dead`, which is also the queue's own dead-letter target.
-//!   A queue exists from the first start of its service: what is published to a topic before
-//!   any service declared its queue reaches nobody (as on any RabbitMQ exchange).
+//!   A queue exists from the first start of its service. What is published to a topic before
+//!   any service declared its queue reaches nobody (as on any RabbitMQ exchange), but not in
+//!   silence: durable messages are published `mandatory`, the broker returns them, and the
+//!   bridge counts each ([`send_unroutable`](crate::bridge::DiagnosticsSnapshot::send_unroutable))
+//!   and logs it with its payload.
 //! - **Broadcast** topics: an exclusive, auto-deleted queue per instance, auto-acknowledged,
 //!   messages not persisted (at-most-once).
 //!

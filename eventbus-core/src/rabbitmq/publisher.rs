@@ -5,7 +5,7 @@ use super::{declare_topic, error, open, routing_key, CONTENT_TYPE};
 use crate::bridge::{Message, Mode, Publisher, TransportError};
 use crate::handler::BoxFuture;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use std::collections::HashSet;
 
 pub(crate) struct RabbitPublisher {
@@ -67,7 +67,12 @@ impl RabbitPublisher {
                 .basic_publish(
                     message.topic().into(),
                     routing_key(message.event_type()).into(),
-                    BasicPublishOptions::default(),
+                    // A durable message no queue takes comes back (basic.return), so its
+                    // loss is counted, not silent.
+                    BasicPublishOptions {
+                        mandatory: persistent,
+                        ..BasicPublishOptions::default()
+                    },
                     message.payload().as_bytes(),
                     properties,
                 )
@@ -78,10 +83,17 @@ impl RabbitPublisher {
         let mut replies = Vec::with_capacity(confirms.len());
         for confirm in confirms {
             let confirmation = confirm.await.map_err(error)?;
-            replies.push(if confirmation.is_nack() {
-                Err(error("the broker refused the message (basic.nack)"))
-            } else {
-                Ok(())
+            replies.push(match confirmation {
+                Confirmation::Nack(_) => Err(error("the broker refused the message (basic.nack)")),
+                Confirmation::Ack(Some(returned)) => Err(TransportError::unroutable(
+                    "rabbitmq",
+                    format!(
+                        "no queue is bound for it (basic.return: {}): no service has \
+                         subscribed to the topic yet",
+                        returned.reply_text
+                    ),
+                )),
+                Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
             });
         }
         Ok(replies)
