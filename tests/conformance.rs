@@ -99,6 +99,17 @@ async fn service<T: Transport>(
 }
 
 /// A started bus that only sends.
+/// The receiving service of the durable cases: `billing`, routing `DomainEvent` on `topic`.
+async fn billing<B: Broker>(
+    broker: &B,
+    topic: &str,
+    received: &Received,
+    delay: Duration,
+) -> (EventBus, Bridge) {
+    let builder = broker.builder("billing").durable::<DomainEvent>(topic);
+    service(builder, received, delay).await
+}
+
 async fn sender<T: Transport>(builder: BridgeBuilder<T>) -> (EventBus, Bridge) {
     let bridge = builder.build().unwrap();
     let bus = redis_support::bus_for(&bridge);
@@ -125,12 +136,7 @@ async fn until_received(what: &str, received: &Received, expected: usize) {
 async fn durable_round_trip_by_lineage<B: Broker>(broker: &B) {
     let topic = unique("durable");
     let received = Received::default();
-    let (_rx_bus, rx) = service(
-        broker.builder("billing").durable::<DomainEvent>(&topic),
-        &received,
-        Duration::ZERO,
-    )
-    .await;
+    let (_rx_bus, rx) = billing(broker, &topic, &received, Duration::ZERO).await;
     let (tx_bus, tx) = sender(broker.builder("orders").durable::<Job>(&topic)).await;
     send(&tx_bus, 0..200).await;
     until_received("200 jobs arrive", &received, 200).await;
@@ -325,12 +331,7 @@ async fn close_in_flight_loses_nothing<B: Broker>(broker: &B) {
 async fn slow_consumer_catches_up<B: Broker>(broker: &B) {
     let topic = unique("slow");
     let received = Received::default();
-    let (_rx_bus, rx) = service(
-        broker.builder("billing").durable::<DomainEvent>(&topic),
-        &received,
-        Duration::from_millis(1),
-    )
-    .await;
+    let (_rx_bus, rx) = billing(broker, &topic, &received, Duration::from_millis(1)).await;
     let (tx_bus, tx) = sender(broker.builder("orders").durable::<Job>(&topic)).await;
     let started = std::time::Instant::now();
     send(&tx_bus, 0..1000).await;
@@ -399,12 +400,7 @@ async fn sent_before_any_subscriber_is_kept_or_counted<B: Broker>(broker: &B) {
     }
 
     let received = Received::default();
-    let (_rx_bus, rx) = service(
-        broker.builder("billing").durable::<DomainEvent>(&topic),
-        &received,
-        Duration::ZERO,
-    )
-    .await;
+    let (_rx_bus, rx) = billing(broker, &topic, &received, Duration::ZERO).await;
     send(&tx_bus, 5..10).await;
     // The suite's Redis groups start at the beginning of their stream: the kept jobs arrive.
     let expected: BTreeSet<u64> = if B::KEEPS_UNSUBSCRIBED {
@@ -433,12 +429,7 @@ async fn sent_before_any_subscriber_is_kept_or_counted<B: Broker>(broker: &B) {
 async fn crashes_lose_nothing<B: Broker>(broker: &mut B) {
     let topic = unique("crashes");
     let received = Received::default();
-    let (_rx_bus, rx) = service(
-        broker.builder("billing").durable::<DomainEvent>(&topic),
-        &received,
-        Duration::ZERO,
-    )
-    .await;
+    let (_rx_bus, rx) = billing(broker, &topic, &received, Duration::ZERO).await;
     let (tx_bus, tx) = sender(broker.builder("orders").durable::<Job>(&topic)).await;
     // Sending goes on while the broker is down (the writer retries), paced so that both
     // crashes fall in the middle of the traffic.
