@@ -44,7 +44,7 @@ pub(crate) async fn consume(
         backoff = None;
         let mut settled = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            let outcome = handle(&inner, &bus, mode, (&mut seen, &mut origin), &delivery).await;
+            let outcome = handle(&inner, &bus, mode, &mut seen, &mut origin, &delivery).await;
             settled.push(Settled { delivery, outcome });
         }
         if let Err(error) = subscriber.settle(settled).await {
@@ -77,7 +77,8 @@ async fn handle(
     inner: &Inner,
     bus: &EventBus,
     mode: Mode,
-    (seen, origin): (&mut Dedup, &mut LastOrigin),
+    seen: &mut Dedup,
+    origin: &mut LastOrigin,
     delivery: &Delivery,
 ) -> Outcome {
     let diagnostics = &inner.diagnostics;
