@@ -7,8 +7,9 @@
 //! start, poll and drop such a future at an address. [`FutureSlot`] is the buffer.
 //!
 //! This is the crate's only unsafe code (the workspace denies it elsewhere); every block says
-//! why it is sound, and `tests/allocations.rs` and the async tests exercise it under Miri-like
-//! conditions of cancellation and panics.
+//! why it is sound. The tests below (futures of every size, panics while building and
+//! polling, a publish dropped mid-handler) run under Miri in CI (`scripts/miri`, Stacked and
+//! Tree Borrows), and `tests/allocations.rs` and the async tests exercise it further.
 
 #![allow(unsafe_code)]
 
