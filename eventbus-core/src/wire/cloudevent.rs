@@ -5,7 +5,6 @@
 use super::registry::registry;
 use crate::event::{AnyEvent, ErasedEvent, EventId, EventMeta, EventType, Headers};
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Serialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
@@ -33,34 +32,6 @@ const RESERVED: &[&str] = &[
     "causationid",
     "instanceid",
 ];
-
-/// The envelope's attributes; `data` is appended after them (see [`encode`]).
-#[derive(Serialize)]
-struct Outgoing<'a> {
-    specversion: &'static str,
-    id: &'a str,
-    source: &'a str,
-    #[serde(rename = "type")]
-    ty: &'static str,
-    time: &'a str,
-    datacontenttype: &'static str,
-    eventversion: u32,
-    correlationid: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    causationid: Option<&'a str>,
-    instanceid: &'a str,
-    #[serde(flatten)]
-    extensions: Extensions<'a>,
-}
-
-/// Headers sent as extension attributes.
-struct Extensions<'a>(Vec<(&'a str, &'a str)>);
-
-impl Serialize for Extensions<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().copied())
-    }
-}
 
 /// Why an event could not be encoded.
 #[derive(Debug)]
@@ -110,14 +81,38 @@ pub(crate) fn encode_as(
         .by_type(event_type.type_id())
         .ok_or(EncodeError::NotDistributed(event_type.name()))?;
     let part = event.part(0).expect("level 0 is the event itself");
-    let trace_context = super::trace_context::outgoing(meta);
-    let mut extensions: Vec<(&str, &str)> = trace_context
-        .iter()
-        .map(|(name, value)| (*name, value.as_str()))
-        .collect();
+    // The attributes are written straight into the buffer, then `"data":` and the event: one
+    // pass, no intermediate value. Ids, the time and the numbers need no escaping; text that
+    // comes from users (names, headers) goes through serde_json's string escaping.
+    let mut json = Vec::with_capacity(512);
+    json.extend_from_slice(b"{\"specversion\":\"");
+    json.extend_from_slice(SPEC_VERSION.as_bytes());
+    json.extend_from_slice(b"\",\"id\":\"");
+    json.extend_from_slice(meta.event_id().hyphenated().as_bytes());
+    json.extend_from_slice(b"\",\"source\":");
+    write_string(&mut json, source)?;
+    json.extend_from_slice(b",\"type\":");
+    write_string(&mut json, event_type.name())?;
+    json.extend_from_slice(b",\"time\":\"");
+    write_time(&mut json, meta.time())?;
+    json.extend_from_slice(b"\",\"datacontenttype\":\"");
+    json.extend_from_slice(CONTENT_TYPE.as_bytes());
+    json.extend_from_slice(b"\",\"eventversion\":");
+    serde_json::to_writer(&mut json, &event_type.version()).map_err(EncodeError::Serialize)?;
+    json.extend_from_slice(b",\"correlationid\":\"");
+    json.extend_from_slice(meta.correlation_id().hyphenated().as_bytes());
+    if let Some(causation_id) = meta.causation_id() {
+        json.extend_from_slice(b"\",\"causationid\":\"");
+        json.extend_from_slice(causation_id.hyphenated().as_bytes());
+    }
+    json.extend_from_slice(b"\",\"instanceid\":");
+    write_string(&mut json, instance)?;
+    for (name, value) in super::trace_context::outgoing(meta) {
+        write_extension(&mut json, name, &value)?;
+    }
     for (name, value) in meta.headers.iter() {
         if is_extension_name(name) && !RESERVED.contains(&name) {
-            extensions.push((name, value));
+            write_extension(&mut json, name, value)?;
         } else {
             tracing::warn!(
                 header = name,
@@ -126,38 +121,31 @@ pub(crate) fn encode_as(
             );
         }
     }
-    let (id, correlation_id) = (
-        meta.event_id().hyphenated(),
-        meta.correlation_id().hyphenated(),
-    );
-    let causation_id = meta.causation_id().map(EventId::hyphenated);
-    let time = format_time(meta.time()).map_err(EncodeError::Time)?;
-    let outgoing = Outgoing {
-        specversion: SPEC_VERSION,
-        id: &id,
-        source,
-        ty: event_type.name(),
-        time: &time,
-        datacontenttype: CONTENT_TYPE,
-        eventversion: event_type.version(),
-        correlationid: &correlation_id,
-        causationid: causation_id.as_deref(),
-        instanceid: instance,
-        extensions: Extensions(extensions),
-    };
-    // The attributes, then `"data":` and the event written straight into the same buffer: the
-    // event is serialised once, with no intermediate value.
-    let mut json = serde_json::to_vec(&outgoing).map_err(EncodeError::Serialize)?;
-    json.pop(); // the closing brace
     json.extend_from_slice(b",\"data\":");
     (registration.encode)(part, &mut json).map_err(EncodeError::Serialize)?;
     json.push(b'}');
     Ok(String::from_utf8(json).expect("serde_json writes UTF-8"))
 }
 
+/// `text` as a JSON string, escaped.
+fn write_string(json: &mut Vec<u8>, text: &str) -> Result<(), EncodeError> {
+    serde_json::to_writer(json, text).map_err(EncodeError::Serialize)
+}
+
+/// `,"name":"value"`: a header as an extension attribute (its name already checked).
+fn write_extension(json: &mut Vec<u8>, name: &str, value: &str) -> Result<(), EncodeError> {
+    json.push(b',');
+    write_string(json, name)?;
+    json.push(b':');
+    write_string(json, value)
+}
+
 /// RFC 3339 in UTC with as many fraction digits as the instant needs, so it reads back exact.
-fn format_time(at: SystemTime) -> Result<String, time::error::Format> {
-    OffsetDateTime::from(at).format(&Rfc3339)
+fn write_time(json: &mut Vec<u8>, at: SystemTime) -> Result<(), EncodeError> {
+    OffsetDateTime::from(at)
+        .format_into(json, &Rfc3339)
+        .map(drop)
+        .map_err(EncodeError::Time)
 }
 
 /// Any RFC 3339 timestamp: every offset (`Z`, `z`, `+02:00`, `-00:00`), any fraction length,
@@ -584,7 +572,7 @@ impl<'de> Deserialize<'de> for Text<'de> {
 mod tests {
     use super::*;
     use crate::Event;
-    use serde::Deserialize;
+    use serde::{Deserialize, Serialize};
 
     fn decode(bytes: &[u8]) -> Result<Incoming<'_>, DecodeError> {
         Envelope::parse(bytes)?.decode()
@@ -694,6 +682,35 @@ mod tests {
             decode(&bytes).err(),
             Some(DecodeError::Malformed(why)) if why.starts_with("not UTF-8")
         ));
+    }
+
+    #[test]
+    fn text_from_users_is_escaped_and_every_attribute_is_written() {
+        let parent = EventMeta::root(Root::TYPE);
+        let mut meta = EventMeta::child(&parent, Child::TYPE);
+        meta.headers.insert("tenant", "a\"b\\c\u{1}\u{e9}");
+        let json = encode(&child(), &meta, "or\"ders", "i\n1").unwrap();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let time = value["time"].as_str().unwrap();
+        let expected = serde_json::json!({
+            "specversion": "1.0",
+            "id": meta.event_id().to_string(),
+            "source": "or\"ders",
+            "type": "test.child",
+            "time": time,
+            "datacontenttype": "application/json",
+            "eventversion": 2,
+            "correlationid": parent.event_id().to_string(),
+            "causationid": parent.event_id().to_string(),
+            "instanceid": "i\n1",
+            "tenant": "a\"b\\c\u{1}\u{e9}",
+            "data": {"base": {"at": 5}, "note": "hi"},
+        });
+        assert_eq!(value, expected);
+        assert_eq!(parse_time(time).unwrap(), meta.time());
+        let incoming = decode(json.as_bytes()).unwrap();
+        assert_eq!(incoming.source, "or\"ders");
+        assert_eq!(incoming.causation_id, Some(parent.event_id()));
     }
 
     #[test]
