@@ -121,7 +121,7 @@ impl Transport for RedisTransport {
     fn publisher(&self) -> BoxFuture<'_, Result<Box<dyn Publisher>, TransportError>> {
         Box::pin(async move {
             let connection = self.manager(None).await?;
-            let publisher = publisher::RedisPublisher::new(connection, self.settings.clone());
+            let publisher = publisher::RedisPublisher::new(connection, &self.settings);
             Ok(Box::new(publisher) as Box<dyn Publisher>)
         })
     }

@@ -8,16 +8,25 @@ use redis::{RedisResult, Value};
 
 pub(crate) struct RedisPublisher {
     connection: ConnectionManager,
-    settings: Settings,
+    /// `XADD`'s `MAXLEN ~` bound, written once.
+    stream_maxlen: String,
 }
 
 impl RedisPublisher {
-    pub(crate) fn new(connection: ConnectionManager, settings: Settings) -> Self {
+    pub(crate) fn new(connection: ConnectionManager, settings: &Settings) -> Self {
         RedisPublisher {
             connection,
-            settings,
+            stream_maxlen: settings.stream_maxlen.to_string(),
         }
     }
+}
+
+/// `name` with room for `args` arguments of `bytes` bytes in all, so writing them does not
+/// grow its buffers again and again (a payload is hundreds of bytes).
+fn command(name: &str, args: usize, bytes: usize) -> redis::Cmd {
+    let mut cmd = redis::Cmd::with_capacity(args + 1, name.len() + bytes);
+    cmd.arg(name);
+    cmd
 }
 
 impl Publisher for RedisPublisher {
@@ -26,24 +35,30 @@ impl Publisher for RedisPublisher {
         batch: &'a [Message],
     ) -> BoxFuture<'a, Result<Vec<Result<(), TransportError>>, TransportError>> {
         Box::pin(async move {
-            let mut pipe = redis::pipe();
+            let mut pipe = redis::Pipeline::with_capacity(batch.len());
             pipe.ignore_errors();
             for message in batch {
-                match message.mode() {
-                    Mode::Broadcast => pipe
-                        .cmd("PUBLISH")
-                        .arg(message.topic())
-                        .arg(message.payload()),
-                    Mode::Durable => pipe
-                        .cmd("XADD")
-                        .arg(message.topic())
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(self.settings.stream_maxlen)
-                        .arg("*")
-                        .arg("ce")
-                        .arg(message.payload()),
+                let (topic, payload) = (message.topic(), message.payload());
+                let bytes = topic.len() + payload.len();
+                let cmd = match message.mode() {
+                    Mode::Broadcast => {
+                        let mut cmd = command("PUBLISH", 2, bytes);
+                        cmd.arg(topic).arg(payload);
+                        cmd
+                    }
+                    Mode::Durable => {
+                        let mut cmd = command("XADD", 7, bytes + 32);
+                        cmd.arg(topic)
+                            .arg("MAXLEN")
+                            .arg("~")
+                            .arg(&self.stream_maxlen)
+                            .arg("*")
+                            .arg("ce")
+                            .arg(payload);
+                        cmd
+                    }
                 };
+                pipe.add_command(cmd);
             }
             let replies: Vec<RedisResult<Value>> = pipe
                 .query_async(&mut self.connection)
