@@ -1,5 +1,6 @@
 //! `EventBus::topology()`: what a known bus holds, in all three renderings (JSON, Markdown,
-//! Mermaid); sagas and bridge routes added by the layers above; and the publish/handle check.
+//! Mermaid); sagas and bridge routes added by the layers above, while they run; and the
+//! publish/handle check.
 
 #[path = "support/redis.rs"]
 mod support;
@@ -305,7 +306,7 @@ async fn sagas_and_bridge_routes_are_part_of_it() {
         .build()
         .unwrap();
     let bus = support::bus_for(&bridge);
-    let _sagas = Sagas::builder().saga::<Payment>().start(&bus).unwrap();
+    let sagas = Sagas::builder().saga::<Payment>().start(&bus).unwrap();
     bridge.start(&bus).await.unwrap();
     let topology = bus.topology();
     assert_eq!(topology.sagas.len(), 1);
@@ -332,5 +333,13 @@ async fn sagas_and_bridge_routes_are_part_of_it() {
     );
     // The saga's step is fed by the wire route (OrderPlaced is a ShopEvent): no gap.
     topology.check().unwrap();
+
+    // What stops leaves the topology: the bridge once its shutdown begins, the sagas when
+    // they are dropped.
     assert!(bridge.shutdown().await.is_complete());
+    let topology = bus.topology();
+    assert!(topology.routes.is_empty(), "{:?}", topology.routes);
+    assert_eq!(topology.sagas.len(), 1);
+    drop(sagas);
+    assert!(bus.topology().sagas.is_empty());
 }

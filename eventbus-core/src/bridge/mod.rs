@@ -59,6 +59,7 @@ pub use transport::{
     Transport, TransportError,
 };
 
+use crate::engine::Contributed;
 use crate::topology::{Contribution, Direction, RouteNode};
 use crate::{Event, EventBus, EventId, EventType};
 use std::fmt;
@@ -281,6 +282,7 @@ impl<T: Transport> BridgeBuilder<T> {
             stop,
             consumers: Mutex::default(),
             publisher: Mutex::default(),
+            in_topology: Mutex::default(),
         });
         Ok(Bridge {
             owner: Arc::new(Owner {
@@ -366,6 +368,8 @@ pub(crate) struct Inner {
     consumers: Mutex<Vec<JoinHandle<()>>>,
     /// The writer; it hands back what it could not write by the deadline.
     publisher: Mutex<Option<JoinHandle<Vec<Message>>>>,
+    /// The routes in the bus's topology, from `start` until shutdown begins.
+    in_topology: Mutex<Option<Contributed>>,
 }
 
 impl Bridge {
@@ -444,23 +448,26 @@ impl Bridge {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(consumers);
-        // Every route sends what is an `E`, and most receive it too.
-        for route in &inner.routes {
+        // Every route sends what is an `E`, and most receive it too; shown until shutdown.
+        let nodes = inner.routes.iter().flat_map(|route| {
             let directions: &[Direction] = match route.receives {
                 true => &[Direction::Out, Direction::In],
                 false => &[Direction::Out],
             };
-            for &direction in directions {
-                let node = RouteNode::new(
+            directions.iter().map(|&direction| {
+                Contribution::Route(RouteNode::new(
                     inner.transport.name(),
                     direction,
                     route.scope,
                     route.mode.as_str(),
                     &route.topic,
-                );
-                bus.engine().contribute(Contribution::Route(node));
-            }
-        }
+                ))
+            })
+        });
+        *inner
+            .in_topology
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(bus.engine().contribute(nodes));
         Ok(())
     }
 
@@ -562,6 +569,10 @@ impl Inner {
     /// Signals every task to stop by the shutdown deadline (kept from a first call), and
     /// returns that deadline.
     fn begin_stop(&self) -> Instant {
+        self.in_topology
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let mut deadline = Instant::now() + self.settings.shutdown_timeout;
         self.stop
             .send_modify(|stop| deadline = *stop.get_or_insert(deadline));

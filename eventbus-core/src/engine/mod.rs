@@ -32,6 +32,7 @@ use emit_queue::EmitQueue;
 use pipeline::Layer;
 use rustc_hash::FxHashMap;
 use std::any::TypeId;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -56,7 +57,8 @@ pub(crate) struct Engine {
     /// What is in flight, to report what a shutdown deadline cut off.
     in_flight: Mutex<FxHashMap<EventId, &'static str>>,
     /// What layers above (sagas, bridges) told the bus about themselves, for its topology.
-    contributions: Mutex<Vec<Contribution>>,
+    /// What layers above added to the topology, each under the id of its [`Contributed`].
+    contributions: Arc<Mutex<Vec<(u64, Contribution)>>>,
 }
 
 /// Settings fixed when the bus is built.
@@ -146,7 +148,7 @@ impl Engine {
             tracker: TaskTracker::new(),
             closing: CancellationToken::new(),
             in_flight: Mutex::default(),
-            contributions: Mutex::default(),
+            contributions: Arc::default(),
         })
     }
 
@@ -179,21 +181,27 @@ impl Engine {
         self.config.resolve_states(declare)
     }
 
-    /// Records what a layer above (a saga runtime, a bridge) adds to the topology.
+    /// Records what a layer above (a saga runtime, a bridge) adds to the topology, for as
+    /// long as the returned handle lives: a layer that stops drops it, and leaves the
+    /// topology.
     #[cfg_attr(not(feature = "wire"), allow(dead_code))]
-    pub(crate) fn contribute(&self, contribution: Contribution) {
-        self.contributions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(contribution);
+    pub(crate) fn contribute(
+        &self,
+        contributions: impl IntoIterator<Item = Contribution>,
+    ) -> Contributed {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        lock(&self.contributions).extend(contributions.into_iter().map(|c| (id, c)));
+        Contributed {
+            id,
+            contributions: Arc::downgrade(&self.contributions),
+        }
     }
 
-    /// What layers above added to the topology, in the order they did.
+    /// What layers above added to the topology and still hold, in the order they did.
     pub(crate) fn contributions(&self) -> Vec<Contribution> {
-        self.contributions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        let contributions = lock(&self.contributions);
+        contributions.iter().map(|(_, c)| c.clone()).collect()
     }
 
     /// Whether shutdown has begun.
@@ -291,4 +299,28 @@ impl FollowUps for Engine {
     fn to_arc(&self) -> Arc<dyn FollowUps> {
         self.arc()
     }
+}
+
+/// A layer's part of the topology (see [`Engine::contribute`]); dropping it takes the part out.
+pub(crate) struct Contributed {
+    id: u64,
+    contributions: Weak<Mutex<Vec<(u64, Contribution)>>>,
+}
+
+impl Drop for Contributed {
+    fn drop(&mut self) {
+        if let Some(contributions) = self.contributions.upgrade() {
+            lock(&contributions).retain(|(id, _)| *id != self.id);
+        }
+    }
+}
+
+/// The list of contributions, also after a panic elsewhere (it is only ever extended or
+/// filtered, so it is whole).
+fn lock(
+    contributions: &Mutex<Vec<(u64, Contribution)>>,
+) -> std::sync::MutexGuard<'_, Vec<(u64, Contribution)>> {
+    contributions
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -5,6 +5,7 @@ use super::memory::MemoryStore;
 use super::store::{Commit, Committed, OutboxEntry, SagaStore, Status};
 use super::{Saga, SagaRegistration, StepFn, Steps};
 use crate::bus::{EventBus, Subscription};
+use crate::engine::Contributed;
 use crate::event::{ErasedEvent, Event, EventId, EventMeta, EventType};
 use crate::handler::{
     BoxFuture, Context, FollowUps, HandlerResult, OwnedContext, SubscribeOptions,
@@ -416,6 +417,8 @@ pub struct Sagas {
     shared: Arc<Shared>,
     relay: Option<AbortHandle>,
     _subscriptions: Vec<Subscription>,
+    /// The sagas in the bus's topology, while they run.
+    _in_topology: Contributed,
 }
 
 impl Sagas {
@@ -667,14 +670,13 @@ impl SagasBuilder {
                 .collect(),
             timers: Timers::default(),
         });
-        for saga in &self.sagas {
+        let in_topology = bus.engine().contribute(self.sagas.iter().map(|saga| {
             let names = |starts: bool| {
                 let steps = saga.steps.iter().filter(move |s| s.starts == starts);
                 steps.map(|s| s.event_type.name().to_owned()).collect()
             };
-            let node = SagaNode::new(saga.name, names(true), names(false));
-            bus.engine().contribute(Contribution::Saga(node));
-        }
+            Contribution::Saga(SagaNode::new(saga.name, names(true), names(false)))
+        }));
         let subscriptions = self
             .sagas
             .into_iter()
@@ -693,6 +695,7 @@ impl SagasBuilder {
             shared,
             relay,
             _subscriptions: subscriptions,
+            _in_topology: in_topology,
         })
     }
 }
