@@ -47,7 +47,8 @@ impl Publisher for RedisPublisher {
                         cmd
                     }
                     Mode::Durable => {
-                        let mut cmd = command("XADD", 7, bytes + 32);
+                        let fixed = "MAXLEN~*ce".len() + self.stream_maxlen.len();
+                        let mut cmd = command("XADD", 7, bytes + fixed);
                         cmd.arg(topic)
                             .arg("MAXLEN")
                             .arg("~")
