@@ -56,8 +56,8 @@ pub(crate) struct Engine {
     queue: EmitQueue,
     /// What is in flight, to report what a shutdown deadline cut off.
     in_flight: Mutex<FxHashMap<EventId, &'static str>>,
-    /// What layers above (sagas, bridges) told the bus about themselves, for its topology.
-    /// What layers above added to the topology, each under the id of its [`Contributed`].
+    /// What layers above (sagas, bridges) told the bus about themselves, for its topology,
+    /// each under the id of the [`Contributed`] handle that withdraws it.
     contributions: Arc<Mutex<Vec<(u64, Contribution)>>>,
 }
 
