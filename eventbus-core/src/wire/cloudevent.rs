@@ -124,7 +124,7 @@ pub(crate) fn encode_as(
     json.extend_from_slice(b",\"data\":");
     (registration.encode)(part, &mut json).map_err(EncodeError::Serialize)?;
     json.push(b'}');
-    Ok(String::from_utf8(json).expect("serde_json writes UTF-8"))
+    Ok(String::from_utf8(json).expect("ASCII and serde_json's output are UTF-8"))
 }
 
 /// `text` as a JSON string, escaped.
