@@ -3,17 +3,57 @@
 #![allow(dead_code)]
 
 use eventbus_core::EventId;
+use redis::Commands;
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::Once;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const SHARED_URL: &str = "redis://127.0.0.1:6379/";
 
-/// A name no other test (or earlier run) uses.
+/// A name no other test (or earlier run) uses. Tests do not remove their streams; the first
+/// name a test binary makes sweeps away what earlier runs left (see [`sweep_earlier_runs`]).
 pub fn unique(prefix: &str) -> String {
+    static SWEEP: Once = Once::new();
+    SWEEP.call_once(|| {
+        std::thread::spawn(sweep_earlier_runs);
+    });
     format!("eventbus-test:{prefix}:{}", EventId::new())
+}
+
+/// Deletes the test keys of the shared server whose name holds an id made more than an hour
+/// ago: earlier runs' streams, while a run under way elsewhere on the server keeps its own.
+pub fn sweep_earlier_runs() {
+    let Ok(mut redis) = redis::Client::open(SHARED_URL).and_then(|c| c.get_connection()) else {
+        return;
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let keys: Vec<String> = match redis.scan_match("eventbus-test:*") {
+        Ok(keys) => keys.filter_map(Result::ok).collect(),
+        Err(_) => return,
+    };
+    let old: Vec<String> = keys
+        .into_iter()
+        .filter(|key| made_at_ms(key).is_some_and(|ms| ms + 3_600_000 < now_ms))
+        .collect();
+    if !old.is_empty() {
+        let _: redis::RedisResult<()> = redis.del(old);
+    }
+}
+
+/// When the id in a name made by [`unique`] was made: a UUIDv7 starts with its milliseconds
+/// since 1970.
+fn made_at_ms(key: &str) -> Option<u64> {
+    let id = key
+        .split(':')
+        .find(|part| part.parse::<EventId>().is_ok())?;
+    let hex: String = id.chars().filter(|c| *c != '-').take(12).collect();
+    u64::from_str_radix(&hex, 16).ok()
 }
 
 pub async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
