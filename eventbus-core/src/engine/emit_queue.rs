@@ -12,13 +12,13 @@
 //! runs holds a token of its own until it finds the queue empty), and a drain task dropped with
 //! its runtime parks its token with what it left (see [`Drain`]'s `Drop`).
 
-use super::Engine;
+use super::{lock, Engine};
 use crate::event::{EventMeta, SmallEvent};
 use crate::UnfinishedEvent;
 use std::collections::VecDeque;
 use std::mem;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 /// How many events of a batch run before their room under `max_in_flight` is given back.
@@ -53,10 +53,6 @@ struct Batch {
 
 /// At most this many events are taken from the queue per batch.
 const MAX_BATCH: usize = 256;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 impl EmitQueue {
     fn is_empty(&self) -> bool {

@@ -4,7 +4,6 @@ use super::emit_queue::Queued;
 use super::{contain_panic, Engine};
 use crate::event::{ErasedEvent, EventId, EventMeta, Headers, OwnedEvent};
 use crate::report::{EmitErrorKind, PublishReport, Refusal};
-use std::sync::PoisonError;
 use std::time::Duration;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::Instrument;
@@ -212,9 +211,7 @@ impl Engine {
     }
 
     fn in_flight(&self) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<EventId, &'static str>> {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        super::lock(&self.in_flight)
     }
 }
 

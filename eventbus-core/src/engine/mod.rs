@@ -315,12 +315,10 @@ impl Drop for Contributed {
     }
 }
 
-/// The list of contributions, also after a panic elsewhere (it is only ever extended or
-/// filtered, so it is whole).
-fn lock(
-    contributions: &Mutex<Vec<(u64, Contribution)>>,
-) -> std::sync::MutexGuard<'_, Vec<(u64, Contribution)>> {
-    contributions
+/// A mutex's value, also after a panic elsewhere poisoned it: the engine's lists are only
+/// ever pushed to, taken from or filtered, so each is whole at every unlock.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

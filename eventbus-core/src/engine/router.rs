@@ -20,7 +20,7 @@ use std::alloc::Layout;
 use std::any::TypeId;
 use std::cmp::{Ordering, Reverse};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 /// One handler call of a plan: the handler and the hierarchy level of the part it receives.
 #[derive(Debug)]
@@ -176,8 +176,7 @@ impl Router {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<HandlerEntry>>> {
-        // The lock guards plain data that is never left half-updated, so poison is harmless.
-        self.handlers.lock().unwrap_or_else(PoisonError::into_inner)
+        super::lock(&self.handlers)
     }
 }
 
