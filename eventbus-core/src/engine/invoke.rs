@@ -202,6 +202,7 @@ impl Engine {
         traced: bool,
         report: &mut PublishReport,
     ) {
+        // No span at all when untraced: even an empty one costs its drop, per handler.
         let span_of = |step: &Step| match traced {
             true => handler_span(&step.handler, meta),
             false => tracing::Span::none(),
@@ -212,8 +213,13 @@ impl Engine {
                 while let Some(step) = steps.get(next) {
                     let (part, ctx) = self.prepare(step, event, meta);
                     let call = || step.handler.callable.call_sync_unguarded(part, ctx);
-                    let span = span_of(step);
-                    let outcome = if traced { span.in_scope(call) } else { call() };
+                    let (outcome, span) = match traced {
+                        false => (call(), None),
+                        true => {
+                            let span = span_of(step);
+                            (span.in_scope(call), Some(span))
+                        }
+                    };
                     next += 1;
                     let outcome = match outcome {
                         Some(Ok(())) if !traced => {
@@ -223,6 +229,7 @@ impl Engine {
                         Some(result) => result.map_err(FailureKind::Error),
                         None => unreachable!("an inline plan has only sync handlers"),
                     };
+                    let span = span.unwrap_or_else(tracing::Span::none);
                     report.record(settle(&step.handler, &span, ctx, outcome, 1));
                 }
             }));
