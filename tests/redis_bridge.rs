@@ -393,7 +393,7 @@ async fn every_kind_of_bad_durable_payload_is_dead_lettered_and_the_next_good_on
         reasons[4].starts_with("data does not fit `test.order.placed` v2"),
         "{reasons:?}"
     );
-    assert_eq!(reasons[5], "the entry has no `ce` field");
+    assert_eq!(reasons[5], "the entry has neither a `ce` nor a `ces` field");
     let d = billing.diagnostics();
     assert_eq!(
         (d.malformed, d.unknown_type, d.newer_version, d.bad_data),
@@ -469,6 +469,207 @@ fn a_bridge_without_routes_or_with_a_bad_url_does_not_build() {
         .build()
         .unwrap_err();
     assert!(error.to_string().starts_with("redis:"), "{error}");
+}
+
+/// Order ids of the `OrderPlaced` events `bus` handles, in the order handled.
+fn record_orders(bus: &EventBus) -> Log {
+    let log: Log = Arc::default();
+    let l = log.clone();
+    bus.subscribe(move |e: &OrderPlaced| l.lock().unwrap().push(e.base.order_id.clone()))
+        .forever();
+    log
+}
+
+/// The ids of every entry of `stream` that holds packed events (`ces`), and the entry count.
+async fn packed_entries(
+    redis: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+) -> (usize, usize) {
+    let entries: redis::streams::StreamRangeReply = redis.xrange_all(stream).await.unwrap();
+    let packed = entries
+        .ids
+        .iter()
+        .filter(|e| e.map.contains_key("ces"))
+        .count();
+    (packed, entries.ids.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packed_entries_carry_every_event_in_order_to_every_service() {
+    let stream = unique("packed");
+    let (orders_bus, orders, _) = service("orders", |b| {
+        b.durable::<OrderEvent>(&stream).events_per_entry(16)
+    })
+    .await;
+    let (billing_bus, billing, _) = service("billing", |b| b.durable::<OrderEvent>(&stream)).await;
+    let (audit_bus, audit, _) = service("audit", |b| b.durable::<OrderEvent>(&stream)).await;
+    let (billed, audited) = (record_orders(&billing_bus), record_orders(&audit_bus));
+    const EVENTS: u64 = 2_000;
+    for n in 0..EVENTS {
+        let _ = orders_bus.publish(placed(n)).await;
+    }
+    let expected: Vec<String> = (0..EVENTS).map(|n| format!("A-{n}")).collect();
+    wait_until("both services handled every event", LIMIT, || async {
+        billed.lock().unwrap().len() >= EVENTS as usize
+            && audited.lock().unwrap().len() >= EVENTS as usize
+    })
+    .await;
+    // One consumer per service reads one stream in order, and nothing came twice.
+    assert_eq!(*billed.lock().unwrap(), expected);
+    assert_eq!(*audited.lock().unwrap(), expected);
+    let mut redis = connect(SHARED_URL).await;
+    let (packed, entries) = packed_entries(&mut redis, &stream).await;
+    assert!(
+        packed > 0 && entries < EVENTS as usize,
+        "{packed} packed of {entries} entries for {EVENTS} events"
+    );
+    for group in ["billing", "audit"] {
+        let pending: redis::streams::StreamPendingReply =
+            redis.xpending(&stream, group).await.unwrap();
+        assert_eq!(pending.count(), 0, "{group} acknowledged every entry");
+    }
+    assert_eq!(orders.diagnostics().sent, EVENTS);
+    for bridge in [billing, audit, orders] {
+        assert!(bridge.shutdown().await.is_complete());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_event_of_a_packed_entry_is_handled_again_and_its_mates_are_not() {
+    let stream = unique("packed-retry");
+    let (orders_bus, orders, _) = service("orders", |b| {
+        b.durable::<OrderEvent>(&stream).events_per_entry(64)
+    })
+    .await;
+    let (bus, billing, _) = service("billing", |b| {
+        b.durable::<OrderEvent>(&stream)
+            .claim_idle(Duration::from_millis(200))
+    })
+    .await;
+    // The third event fails the first time it is handled.
+    let handled: Log = Arc::default();
+    let (h, failed) = (handled.clone(), Arc::new(Mutex::new(false)));
+    bus.subscribe(move |e: &OrderPlaced| -> Result<(), String> {
+        let mut failed = failed.lock().unwrap();
+        if e.base.order_id == "A-2" && !*failed {
+            *failed = true;
+            return Err("ledger busy".into());
+        }
+        h.lock().unwrap().push(e.base.order_id.clone());
+        Ok(())
+    })
+    .forever();
+    // Sent in a burst (a publish does not wait for Redis), so that they share entries.
+    for n in 0..200 {
+        let _ = orders_bus.publish(placed(n)).await;
+    }
+    wait_until("every event is handled", LIMIT, || async {
+        handled.lock().unwrap().len() >= 200
+    })
+    .await;
+    let mut redis = connect(SHARED_URL).await;
+    wait_until("every entry is acknowledged", LIMIT, || {
+        let mut redis = redis.clone();
+        let stream = stream.clone();
+        async move {
+            let pending: redis::streams::StreamPendingReply =
+                redis.xpending(&stream, "billing").await.unwrap();
+            pending.count() == 0
+        }
+    })
+    .await;
+    let mut ids = handled.lock().unwrap().clone();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "every event handled");
+    assert_eq!(handled.lock().unwrap().len(), 200, "and none twice");
+    let (packed, _) = packed_entries(&mut redis, &stream).await;
+    let d = billing.diagnostics();
+    assert!(packed > 0, "the events were packed");
+    // The failed event's entry came back whole: its mates were skipped as duplicates.
+    assert!(d.duplicates > 0, "{d:?}");
+    assert_eq!(d.handler_failures, 1, "{d:?}");
+    assert!(billing.shutdown().await.is_complete());
+    assert!(orders.shutdown().await.is_complete());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_events_in_packed_entries_are_dead_lettered_one_by_one_and_the_good_handled() {
+    let stream = unique("packed-bad");
+    let (bus, billing, _) = service("billing", |b| b.durable::<OrderEvent>(&stream)).await;
+    let handled = record_orders(&bus);
+    let mut redis = connect(SHARED_URL).await;
+    let good = |n| {
+        good_cloudevent(
+            "test.order.placed",
+            2,
+            &serde_json::to_value(placed(n)).unwrap(),
+        )
+    };
+    let no_source = r#"{"specversion":"1.0","id":"x","type":"test.order"}"#;
+    for packed in [
+        format!("[{},{no_source},{}]", good(1), good(2)),
+        "[]".to_owned(),
+        "{not json".to_owned(),
+        format!("[{}]", good(3)),
+    ] {
+        let _: String = redis.xadd(&stream, "*", &[("ces", packed)]).await.unwrap();
+    }
+    wait_until("the good events are handled", LIMIT, || async {
+        handled.lock().unwrap().len() == 3
+    })
+    .await;
+    let dead = format!("{stream}:dead");
+    wait_until("the bad ones are dead-lettered", LIMIT, || {
+        let mut redis = redis.clone();
+        let dead = dead.clone();
+        async move { redis.xlen::<_, usize>(&dead).await.unwrap() == 3 }
+    })
+    .await;
+    assert_eq!(*handled.lock().unwrap(), ["A-1", "A-2", "A-3"]);
+    let entries: redis::streams::StreamRangeReply = redis.xrange_all(&dead).await.unwrap();
+    let field = |i: usize, name: &str| -> String {
+        redis::from_redis_value(entries.ids[i].map[name].clone()).unwrap()
+    };
+    assert_eq!(field(0, "reason"), "malformed CloudEvent: missing `source`");
+    assert_eq!(
+        field(0, "payload"),
+        no_source,
+        "only the bad event, not its mates"
+    );
+    assert_eq!(field(1, "reason"), "the entry's `ces` is empty");
+    assert!(field(2, "reason").starts_with("malformed CloudEvent"));
+    assert_eq!(field(2, "payload"), "{not json", "kept whole");
+    let pending: redis::streams::StreamPendingReply =
+        redis.xpending(&stream, "billing").await.unwrap();
+    assert_eq!(pending.count(), 0, "every entry acknowledged");
+    assert!(billing.shutdown().await.is_complete());
+}
+
+#[test]
+fn packing_needs_a_durable_route_and_at_least_one_event_per_entry() {
+    let error = Bridge::builder(RedisTransport::new(SHARED_URL), "orders")
+        .broadcast::<DomainEvent>("c")
+        .events_per_entry(8)
+        .build()
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("no route of this bridge is durable"),
+        "{error}"
+    );
+    let error = Bridge::builder(RedisTransport::new(SHARED_URL), "orders")
+        .durable::<DomainEvent>("s")
+        .events_per_entry(0)
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("events_per_entry(0)"), "{error}");
+    assert!(Bridge::builder(RedisTransport::new(SHARED_URL), "orders")
+        .send_durable::<DomainEvent>("s")
+        .events_per_entry(8)
+        .build()
+        .is_ok());
 }
 
 fn good_cloudevent(name: &str, version: u32, data: &serde_json::Value) -> String {

@@ -37,7 +37,7 @@ mod pubsub;
 mod streams;
 
 use crate::bridge::{
-    BridgeBuilder, Publisher, Route, Subscriber, Subscription, Transport, TransportError,
+    BridgeBuilder, Mode, Publisher, Route, Subscriber, Subscription, Transport, TransportError,
 };
 use crate::handler::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -60,6 +60,7 @@ pub(crate) struct Settings {
     pub(crate) batch: usize,
     pub(crate) stream_maxlen: usize,
     pub(crate) group_start: GroupStart,
+    pub(crate) events_per_entry: usize,
 }
 
 impl RedisTransport {
@@ -75,6 +76,7 @@ impl RedisTransport {
                 batch: 256,
                 stream_maxlen: 100_000,
                 group_start: GroupStart::Now,
+                events_per_entry: 1,
             },
         }
     }
@@ -107,7 +109,21 @@ impl Transport for RedisTransport {
         "redis"
     }
 
-    fn check(&mut self, _routes: &[Route]) -> Result<(), TransportError> {
+    fn check(&mut self, routes: &[Route]) -> Result<(), TransportError> {
+        match self.settings.events_per_entry {
+            0 => {
+                return Err(error(
+                    "events_per_entry(0): an entry holds at least one event",
+                ))
+            }
+            1 => {}
+            _ if !routes.iter().any(|r| r.mode() == Mode::Durable) => {
+                return Err(error(
+                    "events_per_entry packs durable events, and no route of this bridge is durable",
+                ))
+            }
+            _ => {}
+        }
         let info = self.url.as_str().into_connection_info().map_err(error)?;
         // Pub/Sub pushes need RESP3; everything else works the same on it.
         let resp3 = info
@@ -132,7 +148,7 @@ impl Transport for RedisTransport {
     ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, TransportError>> {
         Box::pin(async move {
             let subscriber: Box<dyn Subscriber> = match subscription.mode() {
-                crate::bridge::Mode::Broadcast => Box::new(
+                Mode::Broadcast => Box::new(
                     pubsub::PubSubSubscriber::connect(self.client()?, subscription.topic()).await?,
                 ),
                 _ => {
@@ -176,6 +192,31 @@ impl BridgeBuilder<RedisTransport> {
     /// Approximate stream length kept (`XADD MAXLEN ~`). Default 100 000.
     pub fn stream_maxlen(mut self, maxlen: usize) -> Self {
         self.transport.settings.stream_maxlen = maxlen;
+        self
+    }
+
+    /// Packs up to `events` durable events bound for one stream into a single stream entry,
+    /// when the bridge writes them together (a busy producer); an event written alone still
+    /// gets an entry of its own. Default 1: one event per entry.
+    ///
+    /// Fewer entries mean fewer server operations and replies per event (each entry costs the
+    /// server an `XADD`, its share of an `XREADGROUP` and an `XACK`), which is what bounds a
+    /// busy stream's throughput; see docs/performance.md. The guarantees stay: an entry is
+    /// acknowledged once every event in it was handled or dead-lettered. What changes:
+    ///
+    /// - a packed entry holds its events as a JSON array in the field `ces` (the CloudEvents
+    ///   JSON batch format) instead of one CloudEvent in `ce`. Every eventbus consumer reads
+    ///   both; a consumer of another stack has to read `ces` too (docs/transports.md shows it
+    ///   in Python). Upgrade the consumers before turning this on;
+    /// - an event of a packed entry that fails and is retried brings its entry-mates back
+    ///   with it: those are skipped as duplicates while the de-duplication window still holds
+    ///   them, and handled again after;
+    /// - `stream_maxlen` counts entries, so a stream keeps up to that many entries' events.
+    ///
+    /// `0` is an error when the bridge is built, and so is a value above 1 on a bridge with
+    /// no durable route (it would change nothing).
+    pub fn events_per_entry(mut self, events: usize) -> Self {
+        self.transport.settings.events_per_entry = events;
         self
     }
 

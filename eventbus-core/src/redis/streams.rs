@@ -2,12 +2,14 @@
 //! acknowledged in batches, retried by claiming them again once idle, and dead-lettered to
 //! `<stream>:dead`.
 
+use super::publisher::{EVENT_FIELD, PACKED_FIELD};
 use super::{error, Settings};
 use crate::bridge::{Delivery, Outcome, Settled, Subscriber, Subscription, TransportError};
 use crate::handler::BoxFuture;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply};
 use redis::{AsyncCommands, RedisResult, Value};
+use serde_json::value::RawValue;
 use std::time::{Duration, Instant};
 
 pub(crate) struct StreamSubscriber {
@@ -90,7 +92,7 @@ impl StreamSubscriber {
                 .xpending_count(&self.stream, &self.group, &entry.id, &entry.id, 1)
                 .await?;
             let times = pending.ids.first().map_or(1, |p| p.times_delivered);
-            deliveries.push(delivery(entry, times));
+            claimed_deliveries(entry, times, &mut deliveries);
         }
         Ok(deliveries)
     }
@@ -177,17 +179,28 @@ impl Subscriber for StreamSubscriber {
         })
     }
 
+    /// The bridge settles each batch whole and in order, so the events of a packed entry
+    /// arrive together: the entry is acknowledged once none of them is to be retried.
     fn settle(&mut self, settled: Vec<Settled>) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
-            for Settled { delivery, outcome } in settled {
-                match outcome {
-                    Outcome::Ack => self.acks.push(delivery.into_id()),
-                    // Left pending: claimed again once idle.
-                    Outcome::Retry => {}
-                    Outcome::DeadLetter(reason) => {
+            let mut settled = settled.into_iter().peekable();
+            while let Some(Settled { delivery, outcome }) = settled.next() {
+                let mut retry = false;
+                let mut entry = Some((delivery, outcome));
+                while let Some((delivery, outcome)) = entry.take() {
+                    match outcome {
+                        Outcome::Ack => {}
+                        // Left pending: claimed again once idle.
+                        Outcome::Retry => retry = true,
                         // If the write fails the entry stays pending and is tried again.
-                        self.dead_letter(&delivery, &reason).await.map_err(error)?;
-                        self.acks.push(delivery.into_id());
+                        Outcome::DeadLetter(reason) => {
+                            self.dead_letter(&delivery, &reason).await.map_err(error)?
+                        }
+                    }
+                    match settled.next_if(|next| next.delivery.id() == delivery.id()) {
+                        Some(next) => entry = Some((next.delivery, next.outcome)),
+                        None if !retry => self.acks.push(delivery.into_id()),
+                        None => {}
                     }
                 }
             }
@@ -228,14 +241,14 @@ fn read_reply(reply: Value) -> RedisResult<Vec<Delivery>> {
         };
         deliveries.reserve(entries.len());
         for entry in entries {
-            deliveries.push(read_entry(entry)?);
+            read_entry(entry, &mut deliveries)?;
         }
     }
     Ok(deliveries)
 }
 
-/// One `[id, [field, value, ...]]` entry, delivered for the first time.
-fn read_entry(entry: Value) -> RedisResult<Delivery> {
+/// The events of one `[id, [field, value, ...]]` entry, delivered for the first time.
+fn read_entry(entry: Value, deliveries: &mut Vec<Delivery>) -> RedisResult<()> {
     let Value::Array(mut entry) = entry else {
         return Err(unexpected("[id, fields]", &entry));
     };
@@ -246,17 +259,21 @@ fn read_entry(entry: Value) -> RedisResult<Delivery> {
     let id = String::from_utf8(id).map_err(|e| unexpected("a UTF-8 entry id", &e.as_bytes()))?;
     // A deleted entry comes back with `nil` fields.
     let Value::Array(fields) = fields else {
-        return Ok(Delivery::unreadable(id, "the entry has no fields", 1));
+        deliveries.push(Delivery::unreadable(id, "the entry has no fields", 1));
+        return Ok(());
     };
     let mut fields = fields.into_iter();
-    let mut ce = None;
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        if matches!(&name, Value::BulkString(name) if name == b"ce") {
-            ce = Some(value);
-            break;
-        }
+        let packed = match &name {
+            Value::BulkString(name) if name == EVENT_FIELD.as_bytes() => false,
+            Value::BulkString(name) if name == PACKED_FIELD.as_bytes() => true,
+            _ => continue,
+        };
+        entry_deliveries(id, value, packed, 1, deliveries);
+        return Ok(());
     }
-    Ok(ce_delivery(id, ce, 1))
+    deliveries.push(no_event(id, 1));
+    Ok(())
 }
 
 fn unexpected(what: &str, got: &dyn std::fmt::Debug) -> redis::RedisError {
@@ -267,19 +284,59 @@ fn unexpected(what: &str, got: &dyn std::fmt::Debug) -> redis::RedisError {
     ))
 }
 
-/// A claimed entry, delivered `times` times.
-fn delivery(mut entry: StreamId, times: usize) -> Delivery {
+/// The events of a claimed entry, delivered `times` times.
+fn claimed_deliveries(mut entry: StreamId, times: usize, deliveries: &mut Vec<Delivery>) {
     let times = u32::try_from(times).unwrap_or(u32::MAX);
-    ce_delivery(entry.id, entry.map.remove("ce"), times)
+    match (
+        entry.map.remove(EVENT_FIELD),
+        entry.map.remove(PACKED_FIELD),
+    ) {
+        (Some(event), _) => entry_deliveries(entry.id, event, false, times, deliveries),
+        (None, Some(events)) => entry_deliveries(entry.id, events, true, times, deliveries),
+        (None, None) => deliveries.push(no_event(entry.id, times)),
+    }
 }
 
-/// An entry whose `ce` field (the CloudEvent) holds `ce`.
-fn ce_delivery(id: String, ce: Option<Value>, times: u32) -> Delivery {
-    match ce {
-        Some(Value::BulkString(bytes)) => Delivery::new(id, bytes, times),
-        Some(Value::SimpleString(text)) => Delivery::new(id, text.into_bytes(), times),
-        Some(_) => Delivery::unreadable(id, "the entry's `ce` field is not a string", times),
-        None => Delivery::unreadable(id, "the entry has no `ce` field", times),
+fn no_event(id: String, times: u32) -> Delivery {
+    let why = format!("the entry has neither a `{EVENT_FIELD}` nor a `{PACKED_FIELD}` field");
+    Delivery::unreadable(id, why, times)
+}
+
+/// The events of an entry whose field `ce` (one CloudEvent) or `ces` (`packed`: a JSON
+/// array of them) holds `value`, each a delivery with the entry's id. A `ces` that is not
+/// an array of objects is delivered whole, for the bridge to dead-letter as undecodable with
+/// its payload.
+fn entry_deliveries(
+    id: String,
+    value: Value,
+    packed: bool,
+    times: u32,
+    deliveries: &mut Vec<Delivery>,
+) {
+    let bytes = match value {
+        Value::BulkString(bytes) => bytes,
+        Value::SimpleString(text) => text.into_bytes(),
+        _ => {
+            let why = "the entry's event field is not a string";
+            return deliveries.push(Delivery::unreadable(id, why, times));
+        }
+    };
+    if !packed {
+        return deliveries.push(Delivery::new(id, bytes, times));
+    }
+    match serde_json::from_slice::<Vec<&RawValue>>(&bytes) {
+        Ok(events) if !events.is_empty() => {
+            for event in events {
+                let payload = event.get().as_bytes().to_vec();
+                deliveries.push(Delivery::new(id.clone(), payload, times));
+            }
+        }
+        Ok(_) => deliveries.push(Delivery::unreadable(
+            id,
+            "the entry's `ces` is empty",
+            times,
+        )),
+        Err(_) => deliveries.push(Delivery::new(id, bytes, times)),
     }
 }
 
@@ -342,9 +399,37 @@ mod tests {
             vec![
                 (
                     "1-0".to_owned(),
-                    Err("the entry has no `ce` field".to_owned())
+                    Err("the entry has neither a `ce` nor a `ces` field".to_owned())
                 ),
                 ("2-0".to_owned(), Err("the entry has no fields".to_owned())),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_packed_entry_is_one_delivery_per_event_under_the_entry_id() {
+        let entries = Value::Array(vec![
+            entry("1-0", &["ces", r#"[{"a":1}, {"b":[2,"]"]}]"#]),
+            entry("2-0", &["ce", r#"{"c":3}"#]),
+            entry("3-0", &["ces", r#"{"not":"an array"}"#]),
+            entry("4-0", &["ces", "[]"]),
+            entry("5-0", &["ces", "[1,"]),
+        ]);
+        let reply = Value::Array(vec![Value::Array(vec![bulk("s"), entries])]);
+        let ok = |id: &str, payload: &str| (id.to_owned(), Ok(payload.to_owned()));
+        assert_eq!(
+            read(reply),
+            vec![
+                ok("1-0", r#"{"a":1}"#),
+                ok("1-0", r#"{"b":[2,"]"]}"#),
+                ok("2-0", r#"{"c":3}"#),
+                // Not an array: delivered whole, for the bridge to dead-letter as undecodable.
+                ok("3-0", r#"{"not":"an array"}"#),
+                (
+                    "4-0".to_owned(),
+                    Err("the entry's `ces` is empty".to_owned())
+                ),
+                ok("5-0", "[1,"),
             ]
         );
     }
