@@ -12,6 +12,9 @@
 //!   Pub/Sub may) is measured without losses;
 //! - latency: publish to handler, at half the end-to-end rate, p50 and p99;
 //! - consume: B alone draining what A alone wrote (durable).
+//!
+//! The durable path runs twice: one event per stream entry (the default), and packed
+//! (`events_per_entry(PACKED)`: A writes the events it sends together as one entry).
 
 #[path = "support/transport.rs"]
 mod support;
@@ -32,6 +35,8 @@ const EVENTS: u64 = 100_000;
 const WINDOW: u64 = 16_384;
 /// Events per latency run.
 const ROUND_TRIPS: usize = 4_000;
+/// Most events per stream entry on the packed path.
+const PACKED: usize = 64;
 /// Runs of each measurement; the medians are reported.
 const TRIALS: usize = 3;
 
@@ -61,6 +66,7 @@ impl Received {
 enum Path {
     Broadcast,
     Durable,
+    Packed,
 }
 
 struct Pair {
@@ -76,13 +82,16 @@ async fn pair(url: &str, path: Path, name: &str) -> Pair {
     let a = match path {
         Path::Broadcast => producer.send_broadcast::<OrderPlaced>(name),
         Path::Durable => producer.send_durable::<OrderPlaced>(name),
+        Path::Packed => producer
+            .send_durable::<OrderPlaced>(name)
+            .events_per_entry(PACKED),
     }
     .build()
     .unwrap();
     let consumer = Bridge::builder(RedisTransport::new(url), "bench-b");
     let b = match path {
         Path::Broadcast => consumer.broadcast::<OrderPlaced>(name),
-        Path::Durable => consumer.durable::<OrderPlaced>(name),
+        Path::Durable | Path::Packed => consumer.durable::<OrderPlaced>(name),
     }
     .build()
     .unwrap();
@@ -129,6 +138,9 @@ async fn publish_rate(url: &str, path: Path, name: &str) -> f64 {
     let bridge = match path {
         Path::Broadcast => builder.send_broadcast::<OrderPlaced>(name),
         Path::Durable => builder.send_durable::<OrderPlaced>(name),
+        Path::Packed => builder
+            .send_durable::<OrderPlaced>(name)
+            .events_per_entry(PACKED),
     }
     .build()
     .unwrap();
@@ -268,13 +280,14 @@ fn main() {
         envelope_size(&url, &probe_stream).await
     });
     let payload = "x".repeat(size);
-    println!("envelope: {size} bytes of CloudEvents JSON; {EVENTS} events per run");
+    println!("envelope: {size} bytes of CloudEvents JSON; {EVENTS} events per run; packed: up to {PACKED} events per entry");
 
     let mut rows = Vec::new();
     let mut consumes = Vec::new();
     for (path, label, limit_label) in [
         (Path::Broadcast, "broadcast", "PUBLISH"),
         (Path::Durable, "durable", "XADD"),
+        (Path::Packed, "packed", "XADD"),
     ] {
         let (mut publishes, mut rates, mut limits, mut samples) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -284,7 +297,7 @@ fn main() {
             let target = format!("{run}:limit-{label}-{trial}");
             limits.push(match path {
                 Path::Broadcast => publish_limit(host, port, &target, &payload),
-                Path::Durable => redis_benchmark(
+                Path::Durable | Path::Packed => redis_benchmark(
                     host,
                     port,
                     &[
@@ -296,8 +309,8 @@ fn main() {
             let (publish, rate, latencies) = rt.block_on(async {
                 let backlog = format!("{name}-publish");
                 let publish = publish_rate(&url, path, &backlog).await;
-                if path == Path::Durable {
-                    consumes.push(consume_rate(&url, &backlog).await);
+                if path != Path::Broadcast {
+                    consumes.push((path, consume_rate(&url, &backlog).await));
                 }
                 let pair = pair(&url, path, &name).await;
                 let rate = throughput(&pair).await;
@@ -350,12 +363,15 @@ fn main() {
         );
     }
     println!("latency at half the end-to-end rate");
-    let limit = rows[1].3;
-    let consume = median(consumes);
-    println!(
-        "durable backlog drained by B alone: {consume:.0} events/s, {:.0}% of XADD",
-        consume / limit * 100.0
-    );
+    for (path, label, row) in [(Path::Durable, "durable", 1), (Path::Packed, "packed", 2)] {
+        let limit = rows[row].3;
+        let rates = consumes.iter().filter(|(p, _)| *p == path).map(|(_, r)| *r);
+        let consume = median(rates.collect());
+        println!(
+            "{label} backlog drained by B alone: {consume:.0} events/s, {:.0}% of XADD",
+            consume / limit * 100.0
+        );
+    }
 
     // Leave the server as we found it.
     rt.block_on(async {
