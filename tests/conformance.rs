@@ -137,7 +137,7 @@ async fn durable_round_trip_by_lineage<B: Broker>(broker: &B) {
     let topic = unique("durable");
     let received = Received::default();
     let (_rx_bus, rx) = billing(broker, &topic, &received, Duration::ZERO).await;
-    let (tx_bus, tx) = sender(broker.builder("orders").durable::<Job>(&topic)).await;
+    let (tx_bus, tx) = sender(broker.sends(broker.builder("orders").durable::<Job>(&topic))).await;
     send(&tx_bus, 0..200).await;
     until_received("200 jobs arrive", &received, 200).await;
     assert_eq!(received.numbers(), (0..200).collect::<Vec<_>>(), "in order");
@@ -223,7 +223,7 @@ async fn competing_consumers_share_the_work<B: Broker>(broker: &B) {
         Duration::ZERO,
     )
     .await;
-    let (tx_bus, tx) = sender(broker.builder("orders").durable::<Job>(&topic)).await;
+    let (tx_bus, tx) = sender(broker.sends(broker.builder("orders").durable::<Job>(&topic))).await;
     send(&tx_bus, 0..300).await;
     until_received("the workers share 300 jobs", &shared, 300).await;
     until_received("the other service gets 300 jobs", &other, 300).await;
@@ -265,7 +265,7 @@ async fn poison_and_unknown_are_dead_lettered<B: Broker>(broker: &B) {
         Duration::ZERO,
     )
     .await;
-    let (tx_bus, tx) = sender(broker.builder("orders").durable::<Job>(&topic)).await;
+    let (tx_bus, tx) = sender(broker.sends(broker.builder("orders").durable::<Job>(&topic))).await;
     send(&tx_bus, [1]).await;
     broker
         .inject(&topic, DomainEvent::TYPE, b"{ this is not json")
@@ -310,7 +310,7 @@ async fn close_in_flight_loses_nothing<B: Broker>(broker: &B) {
         Duration::from_millis(5),
     )
     .await;
-    let (tx_bus, tx) = sender(broker.builder("orders").durable::<Job>(&topic)).await;
+    let (tx_bus, tx) = sender(broker.sends(broker.builder("orders").durable::<Job>(&topic))).await;
     send(&tx_bus, 0..400).await;
     until_received("the first instance is under way", &received, 20).await;
     let _ = first.shutdown().await;
@@ -332,7 +332,7 @@ async fn slow_consumer_catches_up<B: Broker>(broker: &B) {
     let topic = unique("slow");
     let received = Received::default();
     let (_rx_bus, rx) = billing(broker, &topic, &received, Duration::from_millis(1)).await;
-    let (tx_bus, tx) = sender(broker.builder("orders").durable::<Job>(&topic)).await;
+    let (tx_bus, tx) = sender(broker.sends(broker.builder("orders").durable::<Job>(&topic))).await;
     let started = std::time::Instant::now();
     send(&tx_bus, 0..1000).await;
     let sending = started.elapsed();
@@ -353,7 +353,7 @@ async fn send_only_routes_do_not_receive<B: Broker>(broker: &B) {
     let topic = unique("send-only");
     let (at_producer, at_consumer) = (Received::default(), Received::default());
     let (producer_bus, producer) = service(
-        broker.builder("producer").send_durable::<Job>(&topic),
+        broker.sends(broker.builder("producer").send_durable::<Job>(&topic)),
         &at_producer,
         Duration::ZERO,
     )
@@ -381,7 +381,8 @@ async fn send_only_routes_do_not_receive<B: Broker>(broker: &B) {
 /// it gets what follows.
 async fn sent_before_any_subscriber_is_kept_or_counted<B: Broker>(broker: &B) {
     let topic = unique("unsubscribed");
-    let (tx_bus, tx) = sender(broker.builder("orders").send_durable::<Job>(&topic)).await;
+    let (tx_bus, tx) =
+        sender(broker.sends(broker.builder("orders").send_durable::<Job>(&topic))).await;
     send(&tx_bus, 0..5).await;
     let accounted = |tx: &Bridge| {
         let d = tx.diagnostics();
@@ -430,7 +431,7 @@ async fn crashes_lose_nothing<B: Broker>(broker: &mut B) {
     let topic = unique("crashes");
     let received = Received::default();
     let (_rx_bus, rx) = billing(broker, &topic, &received, Duration::ZERO).await;
-    let (tx_bus, tx) = sender(broker.builder("orders").durable::<Job>(&topic)).await;
+    let (tx_bus, tx) = sender(broker.sends(broker.builder("orders").durable::<Job>(&topic))).await;
     // Sending goes on while the broker is down (the writer retries), paced so that both
     // crashes fall in the middle of the traffic.
     let sending = tokio::spawn({
@@ -514,6 +515,12 @@ macro_rules! conformance {
 }
 
 conformance!(redis, brokers::Redis::shared(), brokers::Redis::private());
+// The same suite with every durable sender packing events into shared entries.
+conformance!(
+    redis_packed,
+    brokers::Redis::shared().packed(16),
+    brokers::Redis::private().packed(16)
+);
 conformance!(
     rabbitmq,
     brokers::Rabbit::shared(),

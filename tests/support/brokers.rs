@@ -29,6 +29,12 @@ pub trait Broker {
     /// A bridge builder for `service`, with short retry delays so the suite runs fast.
     fn builder(&self, service: &str) -> BridgeBuilder<Self::Transport>;
 
+    /// `builder`, whose routes send durable events, with this broker's sending settings
+    /// (packed entries, for the packed Redis variant).
+    fn sends(&self, builder: BridgeBuilder<Self::Transport>) -> BridgeBuilder<Self::Transport> {
+        builder
+    }
+
     /// Writes `payload` as it stands where the durable subscribers of `topic` that route
     /// `scope` read it.
     async fn inject(&self, topic: &str, scope: &'static EventType, payload: &[u8]);
@@ -44,10 +50,11 @@ pub trait Broker {
     async fn remove(&self, topic: &str, services: &[&str]);
 }
 
-/// Redis, shared or private.
+/// Redis, shared or private; its senders pack up to `events_per_entry` events per entry.
 pub struct Redis {
     url: String,
     private: Option<PrivateRedis>,
+    events_per_entry: usize,
 }
 
 impl Redis {
@@ -55,6 +62,7 @@ impl Redis {
         Redis {
             url: SHARED_URL.to_owned(),
             private: None,
+            events_per_entry: 1,
         }
     }
 
@@ -63,6 +71,15 @@ impl Redis {
         Redis {
             url: server.url(),
             private: Some(server),
+            events_per_entry: 1,
+        }
+    }
+
+    /// Its senders pack up to `events` durable events in one entry.
+    pub fn packed(self, events: usize) -> Self {
+        Redis {
+            events_per_entry: events,
+            ..self
         }
     }
 }
@@ -76,6 +93,10 @@ impl Broker for Redis {
             .block(Duration::from_millis(100))
             .claim_idle(Duration::from_millis(300))
             .group_start(GroupStart::Beginning)
+    }
+
+    fn sends(&self, builder: BridgeBuilder<RedisTransport>) -> BridgeBuilder<RedisTransport> {
+        builder.events_per_entry(self.events_per_entry)
     }
 
     async fn inject(&self, topic: &str, _scope: &'static EventType, payload: &[u8]) {
