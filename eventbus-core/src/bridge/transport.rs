@@ -65,6 +65,10 @@ pub trait Subscriber: Send {
     /// [`Outcome::Ack`] removes it, [`Outcome::Retry`] delivers it again later (to this
     /// instance or another), [`Outcome::DeadLetter`] moves it, with the reason, to where the
     /// transport keeps dead letters, then removes it. A broadcast one ignores outcomes.
+    ///
+    /// The bridge settles each batch that [`receive`](Self::receive) returned, whole and in
+    /// its order, in one call, before it receives again (so deliveries that share one broker
+    /// message, such as the events of a packed Redis entry, are settled together).
     fn settle(&mut self, settled: Vec<Settled>) -> BoxFuture<'_, Result<(), TransportError>>;
 
     /// Finishes what [`settle`](Self::settle) buffered, before the subscriber is dropped at
