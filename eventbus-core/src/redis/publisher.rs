@@ -14,8 +14,10 @@ pub(crate) const EVENT_FIELD: &str = "ce";
 /// The field of an entry holding several, as a JSON array: the CloudEvents JSON batch
 /// format (`application/cloudevents-batch+json`).
 pub(crate) const PACKED_FIELD: &str = "ces";
-/// The most payload bytes packed into one entry; a larger event goes alone.
-const MAX_PACKED_BYTES: usize = 1 << 20;
+/// The most payload bytes packed into one entry (an event larger than this goes alone): small
+/// events gain most from sharing an entry, and a consumer's read of a full `COUNT` of entries
+/// stays bounded (256 entries, 16 MiB).
+const MAX_PACKED_BYTES: usize = 64 << 10;
 
 pub(crate) struct RedisPublisher {
     connection: ConnectionManager,
