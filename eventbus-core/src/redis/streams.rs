@@ -184,10 +184,14 @@ impl Subscriber for StreamSubscriber {
     fn settle(&mut self, settled: Vec<Settled>) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             let mut settled = settled.into_iter().peekable();
-            while let Some(Settled { delivery, outcome }) = settled.next() {
+            while let Some(Settled {
+                mut delivery,
+                mut outcome,
+            }) = settled.next()
+            {
+                // One entry at a time: a packed entry's events follow one another, under its id.
                 let mut retry = false;
-                let mut entry = Some((delivery, outcome));
-                while let Some((delivery, outcome)) = entry.take() {
+                loop {
                     match outcome {
                         Outcome::Ack => {}
                         // Left pending: claimed again once idle.
@@ -197,11 +201,14 @@ impl Subscriber for StreamSubscriber {
                             self.dead_letter(&delivery, &reason).await.map_err(error)?
                         }
                     }
-                    match settled.next_if(|next| next.delivery.id() == delivery.id()) {
-                        Some(next) => entry = Some((next.delivery, next.outcome)),
-                        None if !retry => self.acks.push(delivery.into_id()),
-                        None => {}
-                    }
+                    let same_entry = |next: &Settled| next.delivery.id() == delivery.id();
+                    let Some(next) = settled.next_if(same_entry) else {
+                        break;
+                    };
+                    (delivery, outcome) = (next.delivery, next.outcome);
+                }
+                if !retry {
+                    self.acks.push(delivery.into_id());
                 }
             }
             Ok(())
