@@ -306,20 +306,11 @@ async fn an_always_failing_handler_sends_the_entry_to_the_dead_letter_stream_aft
     .forever();
 
     let _ = orders_bus.publish(placed(1)).await;
-    let mut redis = connect(SHARED_URL).await;
-    let dead = format!("{stream}:dead");
-    wait_until("the entry is dead-lettered", LIMIT, || {
-        let mut redis = redis.clone();
-        let dead = dead.clone();
-        async move { redis.xlen::<_, usize>(&dead).await.unwrap() == 1 }
-    })
-    .await;
+    let dead = dead_letters(&stream, 1).await;
     assert_eq!(*attempts.lock().unwrap(), 3);
-    let entries: redis::streams::StreamRangeReply = redis.xrange_all(&dead).await.unwrap();
-    let reason: String = redis::from_redis_value(entries.ids[0].map["reason"].clone()).unwrap();
+    let (reason, payload) = &dead[0];
     assert!(reason.starts_with("failed 3 deliveries; last:"), "{reason}");
     assert!(reason.contains("ledger rejects it"), "{reason}");
-    let payload: String = redis::from_redis_value(entries.ids[0].map["payload"].clone()).unwrap();
     assert!(payload.contains("\"type\":\"test.order.placed\""));
     assert_eq!(billing.diagnostics().dead_lettered, 1);
     assert!(billing.shutdown().await.is_complete());
@@ -365,18 +356,10 @@ async fn every_kind_of_bad_durable_payload_is_dead_lettered_and_the_next_good_on
         log.lock().unwrap().len() == 3
     })
     .await;
-    let dead = format!("{stream}:dead");
-    wait_until("all bad entries are dead-lettered", LIMIT, || {
-        let mut redis = redis.clone();
-        let dead = dead.clone();
-        async move { redis.xlen::<_, usize>(&dead).await.unwrap() == 6 }
-    })
-    .await;
-    let entries: redis::streams::StreamRangeReply = redis.xrange_all(&dead).await.unwrap();
-    let reasons: Vec<String> = entries
-        .ids
-        .iter()
-        .map(|e| redis::from_redis_value(e.map["reason"].clone()).unwrap())
+    let reasons: Vec<String> = dead_letters(&stream, 6)
+        .await
+        .into_iter()
+        .map(|(reason, _)| reason)
         .collect();
     assert!(
         reasons[0].starts_with("malformed CloudEvent"),
@@ -619,27 +602,13 @@ async fn bad_events_in_packed_entries_are_dead_lettered_one_by_one_and_the_good_
         handled.lock().unwrap().len() == 3
     })
     .await;
-    let dead = format!("{stream}:dead");
-    wait_until("the bad ones are dead-lettered", LIMIT, || {
-        let mut redis = redis.clone();
-        let dead = dead.clone();
-        async move { redis.xlen::<_, usize>(&dead).await.unwrap() == 3 }
-    })
-    .await;
+    let dead = dead_letters(&stream, 3).await;
     assert_eq!(*handled.lock().unwrap(), ["A-1", "A-2", "A-3"]);
-    let entries: redis::streams::StreamRangeReply = redis.xrange_all(&dead).await.unwrap();
-    let field = |i: usize, name: &str| -> String {
-        redis::from_redis_value(entries.ids[i].map[name].clone()).unwrap()
-    };
-    assert_eq!(field(0, "reason"), "malformed CloudEvent: missing `source`");
-    assert_eq!(
-        field(0, "payload"),
-        no_source,
-        "only the bad event, not its mates"
-    );
-    assert_eq!(field(1, "reason"), "the entry's `ces` is empty");
-    assert!(field(2, "reason").starts_with("malformed CloudEvent"));
-    assert_eq!(field(2, "payload"), "{not json", "kept whole");
+    assert_eq!(dead[0].0, "malformed CloudEvent: missing `source`");
+    assert_eq!(dead[0].1, no_source, "only the bad event, not its mates");
+    assert_eq!(dead[1].0, "the entry's `ces` is empty");
+    assert!(dead[2].0.starts_with("malformed CloudEvent"));
+    assert_eq!(dead[2].1, "{not json", "kept whole");
     let pending: redis::streams::StreamPendingReply =
         redis.xpending(&stream, "billing").await.unwrap();
     assert_eq!(pending.count(), 0, "every entry acknowledged");
@@ -670,6 +639,27 @@ fn packing_needs_a_durable_route_and_at_least_one_event_per_entry() {
         .events_per_entry(8)
         .build()
         .is_ok());
+}
+
+/// The (reason, payload) of each dead letter of `stream`, once there are `count` of them.
+async fn dead_letters(stream: &str, count: usize) -> Vec<(String, String)> {
+    let redis = connect(SHARED_URL).await;
+    let dead = format!("{stream}:dead");
+    wait_until("the dead letters are written", LIMIT, || {
+        let mut redis = redis.clone();
+        let dead = dead.clone();
+        async move { redis.xlen::<_, usize>(&dead).await.unwrap() == count }
+    })
+    .await;
+    let entries: redis::streams::StreamRangeReply = redis.clone().xrange_all(&dead).await.unwrap();
+    let field = |entry: &redis::streams::StreamId, name: &str| -> String {
+        redis::from_redis_value(entry.map[name].clone()).unwrap()
+    };
+    entries
+        .ids
+        .iter()
+        .map(|entry| (field(entry, "reason"), field(entry, "payload")))
+        .collect()
 }
 
 fn good_cloudevent(name: &str, version: u32, data: &serde_json::Value) -> String {
