@@ -273,16 +273,7 @@ async fn entries_of_a_consumer_that_died_mid_work_are_claimed_by_a_live_one() {
         || async { handled.lock().unwrap().len() == 3 },
     )
     .await;
-    wait_until("all acknowledged", LIMIT, || {
-        let mut redis = redis.clone();
-        let stream = stream.clone();
-        async move {
-            let pending: redis::streams::StreamPendingReply =
-                redis.xpending(&stream, "shipping").await.unwrap();
-            pending.count() == 0
-        }
-    })
-    .await;
+    all_acknowledged(&stream, "shipping").await;
     assert!(survivor.shutdown().await.is_complete());
     assert!(orders.shutdown().await.is_complete());
 }
@@ -507,9 +498,7 @@ async fn packed_entries_carry_every_event_in_order_to_every_service() {
         "{packed} packed of {entries} entries for {EVENTS} events"
     );
     for group in ["billing", "audit"] {
-        let pending: redis::streams::StreamPendingReply =
-            redis.xpending(&stream, group).await.unwrap();
-        assert_eq!(pending.count(), 0, "{group} acknowledged every entry");
+        all_acknowledged(&stream, group).await;
     }
     assert_eq!(orders.diagnostics().sent, EVENTS);
     for bridge in [billing, audit, orders] {
@@ -551,16 +540,7 @@ async fn a_retried_event_of_a_packed_entry_is_handled_again_and_its_mates_are_no
     })
     .await;
     let mut redis = connect(SHARED_URL).await;
-    wait_until("every entry is acknowledged", LIMIT, || {
-        let mut redis = redis.clone();
-        let stream = stream.clone();
-        async move {
-            let pending: redis::streams::StreamPendingReply =
-                redis.xpending(&stream, "billing").await.unwrap();
-            pending.count() == 0
-        }
-    })
-    .await;
+    all_acknowledged(&stream, "billing").await;
     let mut ids = handled.lock().unwrap().clone();
     ids.sort();
     ids.dedup();
@@ -609,9 +589,7 @@ async fn bad_events_in_packed_entries_are_dead_lettered_one_by_one_and_the_good_
     assert_eq!(dead[1].0, "the entry's `ces` is empty");
     assert!(dead[2].0.starts_with("malformed CloudEvent"));
     assert_eq!(dead[2].1, "{not json", "kept whole");
-    let pending: redis::streams::StreamPendingReply =
-        redis.xpending(&stream, "billing").await.unwrap();
-    assert_eq!(pending.count(), 0, "every entry acknowledged");
+    all_acknowledged(&stream, "billing").await;
     assert!(billing.shutdown().await.is_complete());
 }
 
@@ -639,6 +617,21 @@ fn packing_needs_a_durable_route_and_at_least_one_event_per_entry() {
         .events_per_entry(8)
         .build()
         .is_ok());
+}
+
+/// Waits until `group` has acknowledged every entry of `stream` it read (acks go out with the
+/// consumer's next read, so shortly after the handlers ran).
+async fn all_acknowledged(stream: &str, group: &str) {
+    let redis = connect(SHARED_URL).await;
+    wait_until("every entry is acknowledged", LIMIT, || {
+        let mut redis = redis.clone();
+        async move {
+            let pending: redis::streams::StreamPendingReply =
+                redis.xpending(stream, group).await.unwrap();
+            pending.count() == 0
+        }
+    })
+    .await;
 }
 
 /// The (reason, payload) of each dead letter of `stream`, once there are `count` of them.
