@@ -310,9 +310,9 @@ fn no_event(id: String, times: u32) -> Delivery {
 }
 
 /// The events of an entry whose field `ce` (one CloudEvent) or `ces` (`packed`: a JSON
-/// array of them) holds `value`, each a delivery with the entry's id. A `ces` that is not
-/// an array of objects is delivered whole, for the bridge to dead-letter as undecodable with
-/// its payload.
+/// array of them) holds `value`, each a delivery with the entry's id (an element that is not
+/// a CloudEvent is dead-lettered alone by the bridge). A `ces` that is not a JSON array is
+/// delivered whole, for the bridge to dead-letter as undecodable with its payload.
 fn entry_deliveries(
     id: String,
     value: Value,
